@@ -29,6 +29,21 @@ func MakePermanent(err error) error {
 	return &Permanent{Err: err}
 }
 
+// Temporary marks an error worth retrying later that the classification
+// below would not recognise (a folder that changed under a pass, say).
+type Temporary struct{ Err error }
+
+func (t *Temporary) Error() string { return t.Err.Error() }
+func (t *Temporary) Unwrap() error { return t.Err }
+
+// MakeTemporary wraps err so that IsTemporary reports true.
+func MakeTemporary(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Temporary{Err: err}
+}
+
 // IsTemporary reports whether retrying the operation later may succeed.
 // Network failures, dropped connections, timeouts and server replies that say
 // "later" are temporary; authentication failures, refusals and our own
@@ -41,6 +56,10 @@ func IsTemporary(err error) bool {
 	var perm *Permanent
 	if errors.As(err, &perm) {
 		return false
+	}
+	var tmp *Temporary
+	if errors.As(err, &tmp) {
+		return true
 	}
 	var ie *imap.Error
 	if errors.As(err, &ie) {

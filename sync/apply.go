@@ -1,0 +1,462 @@
+package sync
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"go.uber.org/zap"
+
+	"github.com/mailferry/mailferry/imapconn"
+	"github.com/mailferry/mailferry/store"
+)
+
+// recoverPending resolves the messages that an earlier pass (or this one,
+// on a target without UIDPLUS) sent without recording the result: the ones
+// found on the target above the watermark, by identity, become Copied; the
+// others are copied again if their source is still there.
+func (p *pass) recoverPending(w *folderWork) error {
+	type ref struct {
+		m    *store.Message
+		uidv uint32
+		gone bool
+	}
+	var pend []ref
+	mapped := map[uint32]bool{}
+	for _, e := range w.entries {
+		switch e.State {
+		case store.Pending:
+			pend = append(pend, ref{e, w.status.UIDValidity, false})
+		case store.Copied:
+			mapped[e.TgtUID] = true
+		}
+	}
+	for _, g := range w.gone {
+		switch g.m.State {
+		case store.Pending:
+			pend = append(pend, ref{&g.m, g.uidv, true})
+		case store.Copied:
+			mapped[g.m.TgtUID] = true
+		}
+	}
+	w.pendings = 0
+	if len(pend) == 0 {
+		return nil
+	}
+	found, err := p.targetIdentities(w, max(w.watermark, 1), mapped)
+	if err != nil {
+		return err
+	}
+	recovered := 0
+	err = p.e.store.Update(func(tx store.Tx) error {
+		for _, r := range pend {
+			key := matchKey{r.m.Identity, 0, r.m.Date.Unix()}
+			if uids := found[key]; len(uids) > 0 {
+				r.m.TgtUID, r.m.State = uids[0], store.Copied
+				found[key] = uids[1:]
+				recovered++
+				if err := tx.PutMessage(p.mb.Email, w.plan.Source, r.uidv, *r.m); err != nil {
+					return err
+				}
+				continue
+			}
+			// Not on the target: forget it; a message still on the source
+			// is new again.
+			if err := tx.DeleteMessage(p.mb.Email, w.plan.Source, r.uidv, r.m.UID); err != nil {
+				return err
+			}
+			if !r.gone {
+				delete(w.entries, r.m.UID)
+				if m := w.seen[r.m.UID]; m != nil {
+					w.newMsgs = append(w.newMsgs, m)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.gone = slices.DeleteFunc(w.gone, func(g *goneMsg) bool { return g.m.State == store.Pending })
+	// Recovered messages still on the source need the usual flag check.
+	for uid, m := range w.seen {
+		if e := w.entries[uid]; e != nil && e.State == store.Copied && !equalFlags(e.Flags, m.flags) {
+			w.changed = append(w.changed, &flagChange{m: e, flags: m.flags})
+		}
+	}
+	w.seen = map[uint32]*srcMsg{}
+	p.log.Info("recovered interrupted copies", zap.String("folder", w.plan.Source),
+		zap.Int("pending", len(pend)), zap.Int("found_on_target", recovered))
+	return nil
+}
+
+// targetIdentities lists the target folder's messages from UID start on that
+// are not in mapped, by identity and INTERNALDATE. Size is left out of the
+// key: Exchange rewrites messages, so their sizes differ from the source's.
+func (p *pass) targetIdentities(w *folderWork, start uint32, mapped map[uint32]bool) (map[matchKey][]uint32, error) {
+	if _, err := p.tgt.selectFolder(w.plan.Target, false, false); err != nil {
+		return nil, fmt.Errorf("target SELECT %q: %w", w.plan.Target, err)
+	}
+	found := map[matchKey][]uint32{}
+	if p.tgt.sel.NumMessages == 0 || uint32(p.tgt.sel.UIDNext) <= start {
+		return found, nil
+	}
+	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: identityFields, Peek: true}
+	var set imap.UIDSet
+	set.AddRange(imap.UID(start), 0)
+	cmd := p.tgt.Fetch(set, &imap.FetchOptions{UID: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{section}})
+	defer cmd.Close()
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		buf, err := msg.Collect()
+		if err != nil {
+			return nil, fmt.Errorf("target FETCH %q: %w", w.plan.Target, err)
+		}
+		uid := uint32(buf.UID)
+		if uid < start || mapped[uid] {
+			continue
+		}
+		key := matchKey{parseIdentity(buf.FindBodySection(section)).identity, 0, buf.InternalDate.Unix()}
+		found[key] = append(found[key], uid)
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, fmt.Errorf("target FETCH %q: %w", w.plan.Target, err)
+	}
+	for _, uids := range found {
+		slices.Sort(uids)
+	}
+	return found, nil
+}
+
+// move is a recorded message found again as a new message elsewhere.
+type move struct {
+	from *goneMsg
+	to   *srcMsg
+}
+
+// matchMoves pairs gone messages with new ones of the same identity, size
+// and date anywhere in the mailbox, so that moved messages are moved on the
+// target and re-numbered ones (UIDVALIDITY reset) are just re-keyed. Equal
+// duplicates pair off one to one.
+func (p *pass) matchMoves() []move {
+	pool := map[matchKey][]*goneMsg{}
+	for _, w := range p.folders {
+		for _, g := range w.gone {
+			if g.m.State == store.Copied {
+				k := entryKey(&g.m)
+				pool[k] = append(pool[k], g)
+			}
+		}
+	}
+	if len(pool) == 0 {
+		return nil
+	}
+	var moves []move
+	for _, w := range p.folders {
+		kept := w.newMsgs[:0]
+		for _, m := range w.newMsgs {
+			k := m.key()
+			if gs := pool[k]; len(gs) > 0 && m.identity != 0 {
+				// Prefer a match in the same folder (a UIDVALIDITY reset).
+				i := slices.IndexFunc(gs, func(g *goneMsg) bool { return g.w == w })
+				if i < 0 {
+					i = 0
+				}
+				moves = append(moves, move{from: gs[i], to: m})
+				pool[k] = slices.Delete(gs, i, i+1)
+				continue
+			}
+			kept = append(kept, m)
+		}
+		w.newMsgs = kept
+	}
+	return moves
+}
+
+// applyMoves re-keys messages that stay in their target folder and moves the
+// others on the target. Each destination is first recorded as pending, so a
+// crash between MOVE and the record is resolved by recovery, not by a
+// second upload.
+func (p *pass) applyMoves(moves []move) error {
+	type route struct{ from, to string }
+	groups := map[route][]move{}
+	var order []route
+	var rekeys []move
+	for _, mv := range moves {
+		if mv.from.w.plan.Target == mv.to.w.plan.Target && mv.from.w.tgtUIDValidity == mv.to.w.tgtUIDValidity {
+			rekeys = append(rekeys, mv)
+			continue
+		}
+		r := route{mv.from.w.plan.Target, mv.to.w.plan.Target}
+		if groups[r] == nil {
+			order = append(order, r)
+		}
+		groups[r] = append(groups[r], mv)
+	}
+	if len(rekeys) > 0 {
+		err := p.e.store.Update(func(tx store.Tx) error {
+			for _, mv := range rekeys {
+				if err := p.recordArrival(tx, mv, mv.from.m.TgtUID); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, r := range order {
+		if err := p.moveGroup(r.from, r.to, groups[r]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordArrival records mv's destination as Copied at tgtUID (0: still
+// pending) and forgets its origin.
+func (p *pass) recordArrival(tx store.Tx, mv move, tgtUID uint32) error {
+	to, from := mv.to, mv.from
+	e := store.Message{UID: to.uid, TgtUID: tgtUID, State: store.Copied, Flags: from.m.Flags,
+		Identity: to.identity, Size: to.size, Date: to.date}
+	if tgtUID == 0 {
+		e.State = store.Pending
+		to.w.pendings++
+	}
+	if err := tx.PutMessage(p.mb.Email, to.w.plan.Source, to.w.status.UIDValidity, e); err != nil {
+		return err
+	}
+	if err := tx.DeleteMessage(p.mb.Email, from.w.plan.Source, from.uidv, from.m.UID); err != nil {
+		return err
+	}
+	stored := e
+	to.w.entries[to.uid] = &stored
+	if e.State == store.Copied && !equalFlags(e.Flags, to.flags) {
+		to.w.changed = append(to.w.changed, &flagChange{m: &stored, flags: to.flags})
+	}
+	return nil
+}
+
+func (p *pass) moveGroup(from, to string, moves []move) error {
+	dst := moves[0].to.w
+	if err := p.ensureWatermark(dst); err != nil {
+		return err
+	}
+	// Intent first: the destinations are pending until MOVE's COPYUID says
+	// where they landed.
+	err := p.e.store.Update(func(tx store.Tx) error {
+		for _, mv := range moves {
+			e := store.Message{UID: mv.to.uid, State: store.Pending, Flags: mv.from.m.Flags,
+				Identity: mv.to.identity, Size: mv.to.size, Date: mv.to.date}
+			if err := tx.PutMessage(p.mb.Email, dst.plan.Source, dst.status.UIDValidity, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := p.tgt.selectFolder(from, false, false); err != nil {
+		return fmt.Errorf("target SELECT %q: %w", from, err)
+	}
+	var set imap.UIDSet
+	byTgt := map[uint32]move{}
+	for _, mv := range moves {
+		set.AddNum(imap.UID(mv.from.m.TgtUID))
+		byTgt[mv.from.m.TgtUID] = mv
+	}
+	data, err := p.tgt.Move(set, to).Wait()
+	if err != nil {
+		return fmt.Errorf("target MOVE %q to %q: %w", from, to, err)
+	}
+	p.tgt.sel = nil // the folder changed under the cached SELECT data
+	dest := map[uint32]uint32{}
+	if data != nil && data.UIDValidity != 0 {
+		srcUIDs, ok1 := data.SourceUIDs.(imap.UIDSet)
+		dstUIDs, ok2 := data.DestUIDs.(imap.UIDSet)
+		if ok1 && ok2 {
+			s, _ := srcUIDs.Nums()
+			d, _ := dstUIDs.Nums()
+			for i := range min(len(s), len(d)) {
+				dest[uint32(s[i])] = uint32(d[i])
+			}
+		}
+	}
+	err = p.e.store.Update(func(tx store.Tx) error {
+		for _, mv := range moves {
+			if err := p.recordArrival(tx, mv, dest[mv.from.m.TgtUID]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	moved := len(moves)
+	dst.res.Moved += moved
+	p.log.Info("moved messages on the target", zap.String("from", from), zap.String("to", to), zap.Int("count", moved))
+	return nil
+}
+
+// ensureWatermark records, before anything is sent to w's target folder,
+// a UID at or below which nothing pending can be: the target's UIDNEXT.
+func (p *pass) ensureWatermark(w *folderWork) error {
+	if w.watermark != 0 {
+		return nil
+	}
+	st, err := p.tgt.Status(w.plan.Target, &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
+	if err != nil {
+		return fmt.Errorf("target STATUS %q: %w", w.plan.Target, err)
+	}
+	w.watermark, w.tgtUIDValidity = uint32(st.UIDNext), st.UIDValidity
+	// Keep the old source UIDVALIDITY until the pass completes, so that
+	// entries still filed under it are found by the next pass.
+	f := w.prev
+	f.Mailbox, f.Name, f.Target = p.mb.Email, w.plan.Source, w.plan.Target
+	if !w.hasPrev || f.UIDValidity == 0 {
+		f.UIDValidity = w.status.UIDValidity
+	}
+	f.TargetUIDValidity, f.TargetUIDNext, f.Complete = w.tgtUIDValidity, w.watermark, false
+	return p.e.store.Update(func(tx store.Tx) error { return tx.PutFolder(f) })
+}
+
+// applyDeletes removes from the target the messages mailferry copied whose
+// source is gone. Only UIDs recorded as ours are touched.
+func (p *pass) applyDeletes(w *folderWork) error {
+	var set imap.UIDSet
+	var gone []*goneMsg
+	for _, g := range w.gone {
+		if g.m.State == store.Copied {
+			set.AddNum(imap.UID(g.m.TgtUID))
+		}
+		gone = append(gone, g)
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if len(set) > 0 {
+		if _, err := p.tgt.selectFolder(w.plan.Target, false, false); err != nil {
+			return fmt.Errorf("target SELECT %q: %w", w.plan.Target, err)
+		}
+		err := p.tgt.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
+		if err != nil {
+			return fmt.Errorf("target STORE \\Deleted: %w", err)
+		}
+		if p.tgt.Caps().Has(imap.CapUIDPlus) {
+			if err := p.tgt.UIDExpunge(set).Close(); err != nil {
+				return fmt.Errorf("target UID EXPUNGE: %w", err)
+			}
+		} else {
+			p.log.Warn("target lacks UIDPLUS: deleted messages stay flagged \\Deleted until the user expunges", zap.String("folder", w.plan.Target))
+		}
+		p.tgt.sel = nil
+	}
+	err := p.e.store.Update(func(tx store.Tx) error {
+		for _, g := range gone {
+			if err := tx.DeleteMessage(p.mb.Email, w.plan.Source, g.uidv, g.m.UID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, g := range gone {
+		if g.m.State == store.Copied {
+			w.res.Deleted++
+		}
+	}
+	w.gone = nil
+	return nil
+}
+
+// applyFlags mirrors source flag changes onto the copied messages, one
+// STORE per distinct change.
+func (p *pass) applyFlags(w *folderWork) error {
+	if len(w.changed) == 0 {
+		return nil
+	}
+	filter, err := p.targetFlags(w.plan.Target)
+	if err != nil {
+		return err
+	}
+	if _, err := p.tgt.selectFolder(w.plan.Target, false, false); err != nil {
+		return fmt.Errorf("target SELECT %q: %w", w.plan.Target, err)
+	}
+	type op struct {
+		add  bool
+		flag string
+	}
+	groups := map[op]*imap.UIDSet{}
+	for _, c := range w.changed {
+		old, _ := filter.apply(c.m.Flags)
+		cur, _ := filter.apply(c.flags)
+		for _, f := range cur {
+			if !slices.Contains(old, f) {
+				addToGroup(groups, op{true, string(f)}, c.m.TgtUID)
+			}
+		}
+		for _, f := range old {
+			if !slices.Contains(cur, f) {
+				addToGroup(groups, op{false, string(f)}, c.m.TgtUID)
+			}
+		}
+	}
+	keys := make([]op, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b op) int { return strings.Compare(a.flag, b.flag) })
+	for _, k := range keys {
+		sf := &imap.StoreFlags{Op: imap.StoreFlagsDel, Silent: true, Flags: []imap.Flag{imap.Flag(k.flag)}}
+		if k.add {
+			sf.Op = imap.StoreFlagsAdd
+		}
+		if err := p.tgt.Store(*groups[k], sf, nil).Close(); err != nil {
+			return fmt.Errorf("target STORE %q: %w", k.flag, err)
+		}
+	}
+	err = p.e.store.Update(func(tx store.Tx) error {
+		for _, c := range w.changed {
+			c.m.Flags = c.flags
+			if err := tx.PutMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, *c.m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.res.FlagsUpdated += len(w.changed)
+	w.changed = nil
+	return nil
+}
+
+func addToGroup[K comparable](groups map[K]*imap.UIDSet, k K, uid uint32) {
+	s := groups[k]
+	if s == nil {
+		s = &imap.UIDSet{}
+		groups[k] = s
+	}
+	s.AddNum(imap.UID(uid))
+}
+
+// folderFailed records a folder-level error and reports whether the pass
+// can go on with the other folders.
+func (p *pass) folderFailed(w *folderWork, what string, err error) error {
+	if !imapconn.IsTemporary(err) {
+		w.failed++
+		p.log.Error(what, zap.String("folder", w.plan.Source), zap.Error(err))
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,122 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	gosync "sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/imapconn"
+)
+
+const logoutTimeout = 2 * time.Second
+
+// conn is one upstream connection of a pass and the slot it holds under the
+// engine's per-server cap.
+type conn struct {
+	*imapclient.Client
+	release  func()
+	selected string
+	readOnly bool
+	// sel is what the last SELECT/EXAMINE returned.
+	sel *imap.SelectData
+}
+
+func acquire(ctx context.Context, sem chan struct{}, wait bool) bool {
+	if !wait {
+		select {
+		case sem <- struct{}{}:
+			return true
+		default:
+			return false
+		}
+	}
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// connectSource opens a logged-in source connection. With wait false it
+// returns nil, nil when the source's connection cap is reached.
+func (p *pass) connectSource(wait bool) (*conn, error) {
+	if !acquire(p.ctx, p.e.srcSem, wait) {
+		return nil, p.ctx.Err()
+	}
+	c, err := imapconn.Dial(p.ctx, p.e.opts.Source, p.log, nil)
+	if err == nil {
+		if err = imapconn.Login(c, p.mb.UserName, p.mb.Password.Reveal()); err != nil && imapconn.IsAuthFailure(err) {
+			err = imapconn.MakePermanent(err)
+		}
+	}
+	return p.track(c, p.e.srcSem, "source", err)
+}
+
+// connectTarget opens a logged-in target connection, like connectSource.
+func (p *pass) connectTarget(wait bool) (*conn, error) {
+	if !acquire(p.ctx, p.e.tgtSem, wait) {
+		return nil, p.ctx.Err()
+	}
+	c, err := imapconn.Dial(p.ctx, p.e.opts.Target, p.log, nil)
+	if err == nil {
+		if err = p.e.opts.TargetLogin(p.ctx, c, p.mb); err != nil && imapconn.IsAuthFailure(err) {
+			err = imapconn.MakePermanent(err)
+		}
+	}
+	return p.track(c, p.e.tgtSem, "target", err)
+}
+
+func (p *pass) track(c *imapclient.Client, sem chan struct{}, side string, err error) (*conn, error) {
+	if err != nil {
+		if c != nil {
+			c.Close()
+		}
+		<-sem
+		return nil, fmt.Errorf("%s: %w", side, err)
+	}
+	cn := &conn{Client: c, release: func() { <-sem }}
+	p.mu.Lock()
+	p.conns = append(p.conns, cn)
+	p.mu.Unlock()
+	return cn, nil
+}
+
+func (p *pass) closeConns() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var wg gosync.WaitGroup
+	for _, c := range p.conns {
+		wg.Go(func() {
+			// A polite LOGOUT, but a dead server must not hold the pass.
+			done := make(chan struct{})
+			go func() { c.Logout().Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(logoutTimeout):
+			}
+			c.Close()
+			c.release()
+		})
+	}
+	wg.Wait()
+	p.conns = nil
+}
+
+// selectFolder selects (or examines) name unless it already is.
+func (c *conn) selectFolder(name string, readOnly, condStore bool) (*imap.SelectData, error) {
+	if c.selected == name && c.readOnly == readOnly && c.sel != nil {
+		return c.sel, nil
+	}
+	c.selected = ""
+	sel, err := c.Select(name, &imap.SelectOptions{ReadOnly: readOnly, CondStore: condStore}).Wait()
+	if err != nil {
+		return nil, err
+	}
+	c.selected, c.readOnly, c.sel = name, readOnly, sel
+	return sel, nil
+}

@@ -1,0 +1,448 @@
+package sync
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	gosync "sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"go.uber.org/zap"
+
+	"github.com/mailferry/mailferry/imapconn"
+	"github.com/mailferry/mailferry/store"
+)
+
+// A chunk is at most this many messages or bytes of one folder: one FETCH,
+// two store commits.
+const (
+	chunkMessages = 100
+	chunkBytes    = 64 << 20
+	skipBatch     = 1000
+)
+
+type chunk struct {
+	w    *folderWork
+	msgs []*srcMsg
+}
+
+// copyNew copies the new messages of every folder, newest month first,
+// through ConnectionsPerMailbox source/target connection pairs.
+func (p *pass) copyNew() error {
+	cands, err := p.selectCandidates()
+	if err != nil || len(cands) == 0 {
+		return err
+	}
+	var total int64
+	for _, m := range cands {
+		total += m.size
+	}
+	p.e.opts.Progress.MailboxPlanned(p.mb.Email, len(cands), total)
+
+	// Newest month first across folders; within a month, one folder at a
+	// time so that a chunk is one FETCH.
+	order := map[*folderWork]int{}
+	for i, w := range p.folders {
+		order[w] = i
+	}
+	slices.SortStableFunc(cands, func(a, b *srcMsg) int {
+		ay, am, _ := a.date.Date()
+		by, bm, _ := b.date.Date()
+		return cmp.Or(cmp.Compare(by*12+int(bm), ay*12+int(am)), cmp.Compare(order[a.w], order[b.w]), b.date.Compare(a.date), cmp.Compare(b.uid, a.uid))
+	})
+	var chunks []chunk
+	for _, m := range cands {
+		last := len(chunks) - 1
+		if last < 0 || chunks[last].w != m.w || len(chunks[last].msgs) >= chunkMessages || chunkSize(chunks[last]) >= chunkBytes {
+			chunks = append(chunks, chunk{w: m.w})
+			last++
+		}
+		chunks[last].msgs = append(chunks[last].msgs, m)
+	}
+
+	// Everything workers share is prepared here on the main connections.
+	filters := map[*folderWork]flagFilter{}
+	for _, c := range chunks {
+		if _, ok := filters[c.w]; ok {
+			continue
+		}
+		if err := p.ensureWatermark(c.w); err != nil {
+			return err
+		}
+		f, err := p.targetFlags(c.w.plan.Target)
+		if err != nil {
+			return err
+		}
+		filters[c.w] = f
+	}
+
+	jobs := make(chan chunk)
+	var wg gosync.WaitGroup
+	errs := make(chan error, p.e.opts.ConnectionsPerMailbox)
+	worker := func(src, tgt *conn) {
+		defer wg.Done()
+		for c := range jobs {
+			if err := p.copyChunk(src, tgt, c, filters[c.w]); err != nil {
+				errs <- err
+				// Drain so the feeder is not stuck; other workers go on.
+				for range jobs {
+				}
+				return
+			}
+		}
+	}
+	wg.Add(1)
+	go worker(p.src, p.tgt)
+	for range min(p.e.opts.ConnectionsPerMailbox, len(chunks)) - 1 {
+		src, err := p.connectSource(false)
+		if err != nil || src == nil {
+			break
+		}
+		tgt, err := p.connectTarget(false)
+		if err != nil || tgt == nil {
+			break
+		}
+		wg.Add(1)
+		go worker(src, tgt)
+	}
+feed:
+	for _, c := range chunks {
+		select {
+		case jobs <- c:
+		case <-p.ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return p.ctx.Err()
+}
+
+func chunkSize(c chunk) (n int64) {
+	for _, m := range c.msgs {
+		n += m.size
+	}
+	return n
+}
+
+// selectCandidates applies date filters and limits to the new messages,
+// records the skipped ones, and returns the ones to copy.
+func (p *pass) selectCandidates() ([]*srcMsg, error) {
+	var cands []*srcMsg
+	var skips []*srcMsg
+	reasons := map[*srcMsg]string{}
+	existing := 0
+	opts := p.e.opts
+	for _, w := range p.folders {
+		if w.vanished {
+			continue
+		}
+		if w.scanned {
+			existing += len(w.entries)
+		} else {
+			existing += int(w.status.NumMessages)
+		}
+		for _, m := range w.newMsgs {
+			switch {
+			case !opts.Since.IsZero() && m.date.Before(opts.Since), !opts.Before.IsZero() && !m.date.Before(opts.Before):
+				w.res.Filtered++
+			case m.size > opts.MaxMessageSize:
+				skips = append(skips, m)
+				reasons[m] = fmt.Sprintf("%s: %d bytes, limit %d", ReasonTooBig, m.size, opts.MaxMessageSize)
+			default:
+				cands = append(cands, m)
+			}
+		}
+	}
+	if room := max(opts.MaxItems-existing, 0); len(cands) > room {
+		slices.SortStableFunc(cands, func(a, b *srcMsg) int { return b.date.Compare(a.date) })
+		for _, m := range cands[room:] {
+			skips = append(skips, m)
+			reasons[m] = fmt.Sprintf("%s: %d items per mailbox", ReasonItemLimit, opts.MaxItems)
+		}
+		cands = cands[:room]
+	}
+	for start := 0; start < len(skips); start += skipBatch {
+		batch := skips[start:min(start+skipBatch, len(skips))]
+		err := p.e.store.Update(func(tx store.Tx) error {
+			for _, m := range batch {
+				e := store.Message{UID: m.uid, State: store.Skipped, Identity: m.identity, Size: m.size, Date: m.date,
+					Flags: m.flags, Reason: reasons[m], Subject: m.subject}
+				if err := tx.PutMessage(p.mb.Email, m.w.plan.Source, m.w.status.UIDValidity, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range skips {
+		p.skipped(m, reasons[m])
+	}
+	return cands, nil
+}
+
+func (p *pass) skipped(m *srcMsg, reason string) {
+	short, _, _ := strings.Cut(reason, ":")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m.w.res.Skipped == nil {
+		m.w.res.Skipped = map[string]int{}
+	}
+	m.w.res.Skipped[short]++
+	p.res.SkippedItems = append(p.res.SkippedItems, SkippedItem{Folder: m.w.plan.Source, UID: m.uid, Date: m.date,
+		Subject: m.subject, Size: m.size, Reason: reason})
+	p.log.Info("message skipped", zap.String("folder", m.w.plan.Source), zap.Uint32("uid", m.uid),
+		zap.Int64("size", m.size), zap.String("reason", reason))
+}
+
+// appended is the outcome of one APPEND.
+type appended struct {
+	m    *srcMsg
+	data *imap.AppendData
+	err  error
+}
+
+// copyChunk streams one chunk from a source FETCH into target APPENDs.
+// The messages are recorded as pending first; their results are recorded
+// together at the end.
+func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) error {
+	w := c.w
+	byUID := make(map[uint32]*srcMsg, len(c.msgs))
+	var set imap.UIDSet
+	err := p.e.store.Update(func(tx store.Tx) error {
+		for _, m := range c.msgs {
+			byUID[m.uid] = m
+			set.AddNum(imap.UID(m.uid))
+			e := store.Message{UID: m.uid, State: store.Pending, Flags: m.flags, Identity: m.identity, Size: m.size, Date: m.date}
+			if err := tx.PutMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	w.pendings += len(c.msgs)
+	p.mu.Unlock()
+
+	sel, err := src.selectFolder(w.plan.Source, true, false)
+	if err != nil {
+		return fmt.Errorf("folder %q: source EXAMINE: %w", w.plan.Source, err)
+	}
+	if sel.UIDValidity != w.status.UIDValidity {
+		return imapconn.MakeTemporary(fmt.Errorf("folder %q: %w", w.plan.Source, errUIDValidityChanged))
+	}
+
+	// One reply per message of the chunk at most: sends never block.
+	results := make(chan appended, len(c.msgs))
+	var waits gosync.WaitGroup
+	section := &imap.FetchItemBodySection{Peek: true}
+	fetch := src.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	var copyErr error
+	for copyErr == nil {
+		msg := fetch.Next()
+		if msg == nil {
+			break
+		}
+		copyErr = p.appendOne(tgt, w, msg, byUID, filter, &waits, results)
+	}
+	fetchErr := fetch.Close()
+	waits.Wait()
+	close(results)
+
+	var outcomes []appended
+	for r := range results {
+		outcomes = append(outcomes, r)
+	}
+	if err := p.recordOutcomes(w, c.msgs, outcomes); err != nil {
+		return err
+	}
+	if copyErr != nil {
+		return fmt.Errorf("folder %q: %w", w.plan.Source, copyErr)
+	}
+	if fetchErr != nil {
+		return fmt.Errorf("folder %q: source FETCH: %w", w.plan.Source, fetchErr)
+	}
+	return nil
+}
+
+// appendOne streams one fetched message into an APPEND. The tagged reply is
+// awaited later, so the next message's FETCH data flows meanwhile.
+func (p *pass) appendOne(tgt *conn, w *folderWork, msg *imapclient.FetchMessageData, byUID map[uint32]*srcMsg, filter flagFilter, waits *gosync.WaitGroup, results chan<- appended) error {
+	var uid uint32
+	var spool *os.File
+	defer func() {
+		if spool != nil {
+			spool.Close()
+			os.Remove(spool.Name())
+		}
+	}()
+	var body io.Reader
+	var size int64
+	for {
+		item := msg.Next()
+		if item == nil {
+			break
+		}
+		switch it := item.(type) {
+		case imapclient.FetchItemDataUID:
+			uid = uint32(it.UID)
+		case imapclient.FetchItemDataBodySection:
+			if it.Literal == nil {
+				continue
+			}
+			size = it.Literal.Size()
+			if uid != 0 {
+				m := byUID[uid]
+				if m == nil {
+					continue
+				}
+				return p.startAppend(tgt, w, m, it.Literal, size, filter, waits, results)
+			}
+			// The body came before the UID: park it on disk, not in memory.
+			f, err := os.CreateTemp("", "mailferry-*.eml")
+			if err != nil {
+				return err
+			}
+			spool = f
+			if _, err := io.Copy(f, it.Literal); err != nil {
+				return fmt.Errorf("source FETCH body: %w", err)
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			body = f
+		}
+	}
+	if m := byUID[uid]; m != nil && body != nil {
+		return p.startAppend(tgt, w, m, body, size, filter, waits, results)
+	}
+	return nil
+}
+
+func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, size int64, filter flagFilter, waits *gosync.WaitGroup, results chan<- appended) error {
+	flags, dropped := filter.apply(m.flags)
+	if dropped > 0 {
+		p.mu.Lock()
+		w.res.KeywordsDropped += dropped
+		p.mu.Unlock()
+	}
+	cmd := tgt.Append(w.plan.Target, size, &imap.AppendOptions{Flags: flags, Time: m.date})
+	if _, err := io.Copy(cmd, body); err != nil {
+		cmd.Close()
+		return fmt.Errorf("append uid %d: %w", m.uid, err)
+	}
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("append uid %d: %w", m.uid, err)
+	}
+	m.size = size
+	// Waiting for the tagged reply must not hold up the next message.
+	waits.Go(func() {
+		data, err := cmd.Wait()
+		results <- appended{m: m, data: data, err: err}
+	})
+	return nil
+}
+
+// recordOutcomes turns a chunk's APPEND replies into records.
+func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended) error {
+	done := map[uint32]appended{}
+	for _, o := range outcomes {
+		done[o.m.uid] = o
+	}
+	var copied, failed, stillPending int
+	var bytes int64
+	var refused []appended
+	err := p.e.store.Update(func(tx store.Tx) error {
+		for _, m := range msgs {
+			o, ok := done[m.uid]
+			e := store.Message{UID: m.uid, State: store.Pending, Flags: m.flags, Identity: m.identity, Size: m.size, Date: m.date}
+			switch {
+			case !ok:
+				// Never sent: expunged from the source meanwhile, or the
+				// chunk broke off. The message is new again next pass.
+				if err := tx.DeleteMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, m.uid); err != nil {
+					return err
+				}
+				continue
+			case o.err != nil && isSizeRefusal(o.err):
+				e.State, e.Reason, e.Subject = store.Skipped, ReasonTargetLimit+": "+o.err.Error(), m.subject
+				refused = append(refused, o)
+			case o.err != nil && !imapconn.IsTemporary(o.err):
+				p.log.Error("target refused message", zap.String("folder", w.plan.Source), zap.Uint32("uid", m.uid), zap.Error(o.err))
+				failed++
+				if err := tx.DeleteMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, m.uid); err != nil {
+					return err
+				}
+				continue
+			case o.err != nil:
+				// The connection broke: the message may or may not be there.
+				stillPending++
+				continue
+			case o.data != nil && o.data.UID != 0 && (o.data.UIDValidity == 0 || o.data.UIDValidity == w.tgtUIDValidity):
+				e.State, e.TgtUID = store.Copied, uint32(o.data.UID)
+				copied++
+				bytes += m.size
+			default:
+				// No APPENDUID: recovery finds it after the copy phase.
+				stillPending++
+				copied++
+				bytes += m.size
+				continue
+			}
+			if err := tx.PutMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	w.pendings += stillPending - len(msgs)
+	w.res.Copied += copied
+	w.res.Bytes += bytes
+	w.res.Failed += failed
+	w.failed += failed
+	p.res.Copied += copied
+	p.res.Bytes += bytes
+	p.res.Failed += failed
+	p.mu.Unlock()
+	for _, o := range refused {
+		p.skipped(o.m, ReasonTargetLimit+": "+o.err.Error())
+	}
+	for _, o := range outcomes {
+		if o.err == nil {
+			p.e.opts.Progress.MessageCopied(p.mb.Email, o.m.size)
+		}
+	}
+	return nil
+}
+
+// isSizeRefusal reports a target refusing a message for its size.
+func isSizeRefusal(err error) bool {
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
+		return false
+	}
+	if ie.Code == imap.ResponseCodeTooBig || ie.Code == imap.ResponseCodeLimit {
+		return true
+	}
+	t := strings.ToLower(ie.Text)
+	return strings.Contains(t, "too large") || strings.Contains(t, "too big") || strings.Contains(t, "exceeds")
+}

@@ -1,0 +1,312 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	gosync "sync"
+
+	"github.com/emersion/go-imap/v2"
+	"go.uber.org/zap"
+
+	"github.com/mailferry/mailferry/config"
+	"github.com/mailferry/mailferry/store"
+)
+
+// pass is one sync pass over one mailbox.
+type pass struct {
+	e   *Engine
+	mb  config.Mailbox
+	log *zap.Logger
+	res *MailboxResult
+	ctx context.Context
+
+	mu    gosync.Mutex // guards conns and res counters touched by copy workers
+	conns []*conn
+
+	src, tgt  *conn
+	condStore bool // the source offers CONDSTORE
+	tgtDelim  rune
+
+	folders []*folderWork
+	byName  map[string]*folderWork // by source name
+	// permFlags caches each target folder's PERMANENTFLAGS.
+	permFlags map[string]flagFilter
+}
+
+func (p *pass) run() error {
+	var err error
+	if p.src, err = p.connectSource(true); err != nil {
+		return err
+	}
+	if p.tgt, err = p.connectTarget(true); err != nil {
+		return err
+	}
+	p.condStore = p.src.Caps().Has(imap.CapCondStore)
+	p.permFlags = map[string]flagFilter{}
+
+	plans, err := p.planFolders()
+	if err != nil {
+		return err
+	}
+	if err := p.prepareTargets(plans); err != nil {
+		return err
+	}
+	if err := p.scanFolders(plans); err != nil {
+		return err
+	}
+	if err := p.loadVanishedFolders(plans); err != nil {
+		return err
+	}
+	for _, w := range p.folders {
+		if err := p.recoverPending(w); err != nil {
+			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
+		}
+	}
+	if err := p.applyMoves(p.matchMoves()); err != nil {
+		return err
+	}
+	for _, w := range p.folders {
+		if err := p.applyDeletes(w); err != nil {
+			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
+		}
+		if err := p.applyFlags(w); err != nil {
+			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
+		}
+	}
+	if err := p.copyNew(); err != nil {
+		return err
+	}
+	// Targets without UIDPLUS (or MOVE without COPYUID) leave pending
+	// records: find those messages now rather than next pass.
+	for _, w := range p.folders {
+		if w.hasPending() {
+			if err := p.recoverPending(w); err != nil {
+				return fmt.Errorf("folder %q: %w", w.plan.Source, err)
+			}
+		}
+	}
+	return p.finish()
+}
+
+// planFolders lists the source's personal namespace and maps it.
+func (p *pass) planFolders() ([]FolderPlan, error) {
+	prefix, delim := "", rune(0)
+	if p.src.Caps().Has(imap.CapNamespace) {
+		ns, err := p.src.Namespace().Wait()
+		if err != nil {
+			return nil, fmt.Errorf("source NAMESPACE: %w", err)
+		}
+		if len(ns.Personal) > 0 {
+			prefix, delim = ns.Personal[0].Prefix, ns.Personal[0].Delim
+		}
+	}
+	opts := &imap.ListOptions{}
+	listExt := p.src.Caps().Has(imap.CapListExtended)
+	if listExt {
+		opts.ReturnSubscribed = true
+	}
+	if p.src.Caps().Has(imap.CapSpecialUse) {
+		opts.ReturnSpecialUse = true
+	}
+	list, err := p.src.List("", "*", opts).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("source LIST: %w", err)
+	}
+	subscribed := map[string]bool{}
+	if !listExt {
+		lsub, err := p.src.List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+		if err == nil {
+			for _, l := range lsub {
+				subscribed[l.Mailbox] = true
+			}
+		}
+	}
+	var folders []SourceFolder
+	for _, l := range list {
+		if delim == 0 {
+			delim = l.Delim
+		}
+		if prefix != "" && !strings.EqualFold(l.Mailbox, "INBOX") && !strings.HasPrefix(strings.ToUpper(l.Mailbox), strings.ToUpper(prefix)) {
+			continue // another namespace (shared, public)
+		}
+		sub := subscribed[l.Mailbox] || hasAttr(l.Attrs, imap.MailboxAttrSubscribed)
+		folders = append(folders, SourceFolder{Name: l.Mailbox, Delim: l.Delim, Attrs: l.Attrs, Subscribed: sub})
+	}
+
+	// The target's separator, from an empty LIST pattern.
+	tl, err := p.tgt.List("", "", nil).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("target LIST: %w", err)
+	}
+	p.tgtDelim = '/'
+	if len(tl) > 0 && tl[0].Delim != 0 {
+		p.tgtDelim = tl[0].Delim
+	}
+	plans := PlanFolders(folders, prefix, delim, p.tgtDelim, p.e.opts.Folders)
+	for _, pl := range plans {
+		switch {
+		case pl.Skip != "":
+			p.log.Info("folder not copied", zap.String("folder", pl.Source), zap.String("reason", pl.Skip))
+			p.res.folder(pl.Source, "").SkipReason = pl.Skip
+		case pl.Renamed != "":
+			p.log.Warn("folder renamed on the target", zap.String("folder", pl.Source), zap.String("target", pl.Target), zap.String("reason", pl.Renamed))
+		}
+	}
+	return plans, nil
+}
+
+// prepareTargets creates missing target folders and subscribes them. A name
+// the target already has in another letter case is used as the target
+// spells it (Exchange compares names case-insensitively).
+func (p *pass) prepareTargets(plans []FolderPlan) error {
+	existing, err := p.tgt.List("", "*", nil).Collect()
+	if err != nil {
+		return fmt.Errorf("target LIST: %w", err)
+	}
+	have := map[string]string{}
+	for _, l := range existing {
+		have[strings.ToLower(l.Mailbox)] = l.Mailbox
+	}
+	for i := range plans {
+		pl := &plans[i]
+		if pl.Skip != "" {
+			continue
+		}
+		if prev, err := p.e.store.Folder(p.mb.Email, pl.Source); err == nil && prev.Target != "" {
+			pl.Target = prev.Target // a mapping, once used, stays
+		}
+		if name, ok := have[strings.ToLower(pl.Target)]; ok {
+			pl.Target = name
+			continue
+		}
+		if err := p.tgt.Create(pl.Target, nil).Wait(); err != nil {
+			var ie *imap.Error
+			if errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
+				continue
+			}
+			p.log.Error("creating target folder", zap.String("folder", pl.Source), zap.String("target", pl.Target), zap.Error(err))
+			pl.Skip = "target refused to create " + quote(pl.Target) + ": " + err.Error()
+			p.res.folder(pl.Source, pl.Target).SkipReason = pl.Skip
+			p.res.FolderErrors++
+			continue
+		}
+		have[strings.ToLower(pl.Target)] = pl.Target
+		if pl.Subscribed {
+			if err := p.tgt.Subscribe(pl.Target).Wait(); err != nil {
+				p.log.Warn("subscribing target folder", zap.String("target", pl.Target), zap.Error(err))
+			}
+		}
+	}
+	return nil
+}
+
+func quote(s string) string { return fmt.Sprintf("%q", s) }
+
+// flagFilter says which flags a target folder keeps.
+type flagFilter struct {
+	keywords bool // \* in PERMANENTFLAGS
+	allowed  map[string]bool
+}
+
+func newFlagFilter(perm []imap.Flag) flagFilter {
+	f := flagFilter{allowed: map[string]bool{}}
+	if perm == nil {
+		// No PERMANENTFLAGS: RFC 3501 says all FLAGS are permanent; be
+		// conservative and keep system flags only.
+		perm = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDraft}
+	}
+	for _, fl := range perm {
+		if fl == imap.FlagWildcard {
+			f.keywords = true
+		}
+		f.allowed[strings.ToLower(string(fl))] = true
+	}
+	return f
+}
+
+// apply returns the flags the target keeps and how many keywords it drops.
+func (f flagFilter) apply(flags []string) ([]imap.Flag, int) {
+	out := make([]imap.Flag, 0, len(flags))
+	dropped := 0
+	for _, fl := range flags {
+		if f.allowed[strings.ToLower(fl)] || (f.keywords && !strings.HasPrefix(fl, `\`)) {
+			out = append(out, imap.Flag(fl))
+		} else {
+			dropped++
+		}
+	}
+	return out, dropped
+}
+
+// targetFlags returns the flag filter of a target folder, selecting it once.
+func (p *pass) targetFlags(target string) (flagFilter, error) {
+	if f, ok := p.permFlags[target]; ok {
+		return f, nil
+	}
+	sel, err := p.tgt.selectFolder(target, false, false)
+	if err != nil {
+		return flagFilter{}, fmt.Errorf("target SELECT %q: %w", target, err)
+	}
+	f := newFlagFilter(sel.PermanentFlags)
+	p.permFlags[target] = f
+	return f, nil
+}
+
+// normFlags keeps the flags worth mirroring, sorted: \Recent is per
+// session and \Deleted marks mail on its way out.
+func normFlags(flags []imap.Flag) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		switch strings.ToLower(string(f)) {
+		case `\recent`, `\deleted`:
+			continue
+		}
+		out = append(out, string(f))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// finish records each fully processed folder's watermarks so the next pass
+// can skip it when nothing changed, and forgets folders that vanished.
+func (p *pass) finish() error {
+	for _, w := range p.folders {
+		if w.vanished {
+			if w.failed == 0 && !w.hasPending() {
+				if err := p.e.store.DeleteFolder(p.mb.Email, w.plan.Source); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		st := store.Folder{
+			Mailbox:           p.mb.Email,
+			Name:              w.plan.Source,
+			Target:            w.plan.Target,
+			UIDValidity:       w.status.UIDValidity,
+			TargetUIDValidity: w.tgtUIDValidity,
+			TargetUIDNext:     w.watermark,
+		}
+		if w.failed == 0 {
+			st.UIDNext = uint32(w.status.UIDNext)
+			st.HighestModSeq = w.status.HighestModSeq
+			st.NumMessages = w.status.NumMessages
+			st.Complete = !w.hasPending()
+			if st.Complete {
+				st.TargetUIDNext = 0
+			}
+		}
+		if w.scanned {
+			if err := p.e.store.Update(func(tx store.Tx) error { return tx.PutFolder(st) }); err != nil {
+				return err
+			}
+		}
+		if w.failed > 0 && p.res.Err == nil {
+			p.res.FolderErrors++
+		}
+	}
+	return nil
+}

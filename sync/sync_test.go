@@ -1,0 +1,125 @@
+package sync
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailferry/mailferry/internal/dovecottest"
+)
+
+var mapped = map[string]string{
+	"INBOX":                         "INBOX",
+	"INBOX.Sent":                    "Sent Items",
+	"INBOX.Sent.2023":               "Sent Items/2023",
+	"INBOX.Trash":                   "Deleted Items",
+	"INBOX.Junk":                    "Junk Email",
+	"INBOX.Drafts":                  "Drafts",
+	"INBOX.Projects":                "Projects",
+	"INBOX.Projects.2024":           "Projects/2024",
+	"INBOX.Clients":                 "Clients",
+	"INBOX.Clients.Müller GmbH":     "Clients/Müller GmbH",
+	"INBOX.R&D":                     "R&D",
+	"INBOX.Calendar":                "Calendar (migrated)",
+	"INBOX.Deleted Messages.Nested": "Deleted Messages/Nested",
+}
+
+// seedMailbox fills alice's source mailbox with the cases that trip
+// migrations: special folders, nesting, non-ASCII names, messages without
+// Message-ID, duplicate Message-IDs, 8-bit headers, bare LF, keywords.
+func seedMailbox(t *testing.T, e *env) {
+	c := e.src.Dial(t, user)
+	create(t, c, "INBOX.Sent.2023", "INBOX.Projects", "INBOX.Projects.2024", "INBOX.Clients", "INBOX.Clients.Müller GmbH",
+		"INBOX.R&D", "INBOX.Calendar", "INBOX.Deleted Messages.Nested")
+	n := 0
+	add := func(folder string, m msg, flags ...imap.Flag) {
+		n++
+		if m.id == "" && m.subject == "" {
+			m.id = fmt.Sprintf("m%d@example.com", n)
+		}
+		if m.subject == "" {
+			m.subject = fmt.Sprintf("Message %d", n)
+		}
+		if m.date.IsZero() {
+			m.date = base.AddDate(0, 0, -n)
+		}
+		if m.size == 0 {
+			m.size = 600 + n*97
+		}
+		appendMsg(t, c, folder, m, flags...)
+	}
+	for range 12 {
+		add("INBOX", msg{})
+	}
+	add("INBOX", msg{}, imap.FlagSeen, imap.FlagFlagged)
+	add("INBOX", msg{}, imap.FlagSeen, "$Work", "NonJunk")
+	add("INBOX", msg{id: "", subject: "no message id at all"})
+	add("INBOX", msg{id: "", subject: "no message id at all", date: base.AddDate(0, -1, 0)})
+	add("INBOX", msg{id: "dup@example.com", subject: "first of a duplicate pair"})
+	add("INBOX", msg{id: "dup@example.com", subject: "second of a duplicate pair"})
+	add("INBOX", msg{subject: "8-bit header", extra: "X-Note: Grüße aus Köln\r\n"})
+	add("INBOX", msg{subject: "bare LF", lf: true})
+	add("INBOX", msg{size: 300 << 10}, imap.FlagAnswered)
+	for range 4 {
+		add("INBOX.Sent", msg{}, imap.FlagSeen)
+	}
+	add("INBOX.Sent.2023", msg{}, imap.FlagSeen)
+	add("INBOX.Trash", msg{}, imap.FlagSeen)
+	add("INBOX.Junk", msg{})
+	add("INBOX.Drafts", msg{}, imap.FlagDraft)
+	add("INBOX.Projects.2024", msg{})
+	add("INBOX.Clients.Müller GmbH", msg{subject: "=?utf-8?q?Angebot_f=C3=BCr_M=C3=BCller?="})
+	add("INBOX.R&D", msg{})
+	add("INBOX.Calendar", msg{})
+	add("INBOX.Deleted Messages.Nested", msg{})
+}
+
+func TestFullMigrationAndNoOpPass(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	seedMailbox(t, e)
+
+	res := e.pass(t)
+	if res.Copied != 34 || !res.OK() {
+		t.Fatalf("first pass: copied %d, skipped %v, failed %d, folder errors %d", res.Copied, res.SkippedBy(), res.Failed, res.FolderErrors)
+	}
+	e.expectSame(t, mapped)
+
+	// Nothing changed: nothing copied, no message body read.
+	before := e.srcFwd.Down.Load()
+	res = e.pass(t)
+	if res.Copied != 0 || !res.OK() {
+		t.Fatalf("second pass copied %d (%+v)", res.Copied, res)
+	}
+	if read := e.srcFwd.Down.Load() - before; read > 8<<10 {
+		t.Errorf("no-op pass read %d bytes from the source; want only status replies", read)
+	}
+	e.expectSame(t, mapped)
+}
+
+func TestFlagsWithoutCondStore(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{NoCondStore: true}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	for i := range 5 {
+		appendMsg(t, c, "INBOX", msg{id: fmt.Sprintf("f%d@x", i), subject: "s", date: base, size: 500})
+	}
+	e.pass(t)
+	if err := c.Store(imap.SeqSetNum(2, 4), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen, imap.FlagFlagged}}, nil).Close(); err == nil {
+		t.Fatal("STORE without SELECT succeeded")
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(2, 4), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen, imap.FlagFlagged}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := e.srcFwd.Down.Load()
+	res := e.pass(t)
+	if res.Copied != 0 || res.Folders[0].FlagsUpdated != 2 {
+		t.Fatalf("delta pass: %+v %+v", res, res.Folders[0])
+	}
+	if read := e.srcFwd.Down.Load() - before; read > 8<<10 {
+		t.Errorf("flag pass read %d bytes from the source", read)
+	}
+	e.expectSame(t, map[string]string{"INBOX": "INBOX"})
+}
