@@ -7,6 +7,7 @@ import (
 	"net"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -82,8 +83,21 @@ func IsTemporary(err error) bool {
 		return true
 	}
 	var oe *net.OpError
-	return errors.As(err, &oe)
+	if errors.As(err, &oe) {
+		return true
+	}
+	// go-imap formats some I/O errors with %v, which loses the chain.
+	msg := err.Error()
+	for _, s := range networkFailures {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
+
+var networkFailures = []string{"connection reset", "broken pipe", "unexpected EOF", "use of closed network connection",
+	"i/o timeout", "connection refused", ": EOF"}
 
 // IsAuthFailure reports whether err is the server refusing the credentials.
 func IsAuthFailure(err error) bool {

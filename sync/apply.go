@@ -174,6 +174,13 @@ func (p *pass) matchMoves() []move {
 		}
 		w.newMsgs = kept
 	}
+	matched := map[*goneMsg]bool{}
+	for _, mv := range moves {
+		matched[mv.from] = true
+	}
+	for _, w := range p.folders {
+		w.gone = slices.DeleteFunc(w.gone, func(g *goneMsg) bool { return matched[g] })
+	}
 	return moves
 }
 

@@ -342,11 +342,17 @@ func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, 
 		p.mu.Unlock()
 	}
 	cmd := tgt.Append(w.plan.Target, size, &imap.AppendOptions{Flags: flags, Time: m.date})
-	if _, err := io.Copy(cmd, body); err != nil {
-		cmd.Close()
-		return fmt.Errorf("append uid %d: %w", m.uid, err)
+	_, err := io.Copy(cmd, body)
+	if cerr := cmd.Close(); err == nil {
+		err = cerr
 	}
-	if err := cmd.Close(); err != nil {
+	var refused *imap.Error
+	if errors.As(err, &refused) {
+		// The server answered NO instead of "+": this message only.
+		results <- appended{m: m, err: err}
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("append uid %d: %w", m.uid, err)
 	}
 	m.size = size

@@ -86,7 +86,7 @@ var wellKnownNames = map[string]string{
 	"bin": exTrash, "papierkorb": exTrash, "corbeille": exTrash,
 	"junk": exJunk, "spam": exJunk, "junk email": exJunk, "junk e-mail": exJunk, "junk mail": exJunk,
 	"bulk mail": exJunk,
-	"drafts": exDrafts, "draft": exDrafts, "entwürfe": exDrafts, "brouillons": exDrafts,
+	"drafts":    exDrafts, "draft": exDrafts, "entwürfe": exDrafts, "brouillons": exDrafts,
 	"archive": exArchive, "archives": exArchive, "archiv": exArchive,
 }
 

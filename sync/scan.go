@@ -281,6 +281,9 @@ func (p *pass) classify(w *folderWork, m *srcMsg) {
 	case e == nil:
 		w.newMsgs = append(w.newMsgs, m)
 	case e.State == store.Pending:
+		// Recorded before it was sent: if recovery doesn't find it on the
+		// target it is copied again, under the identity already recorded.
+		m.identity = e.Identity
 		w.seen[m.uid] = m
 	case e.State == store.Copied && !equalFlags(e.Flags, m.flags):
 		w.changed = append(w.changed, &flagChange{m: e, flags: m.flags})

@@ -21,7 +21,8 @@ type Forwarder struct {
 	// Up counts bytes client→server, Down server→client.
 	Up, Down atomic.Int64
 	// CutAfterDown, if > 0, drops every connection once that many bytes
-	// went server→client in total (a link that dies mid-transfer).
+	// went server→client in total (a link that dies mid-transfer), then
+	// resets itself to 0.
 	CutAfterDown atomic.Int64
 
 	mu     sync.Mutex
@@ -114,7 +115,7 @@ func (f *Forwarder) pipe(dst, src net.Conn, count *atomic.Int64) {
 		if n > 0 {
 			total := count.Add(int64(n))
 			q <- chunk{append([]byte(nil), buf[:n]...), time.Now().Add(f.delay)}
-			if cut := f.CutAfterDown.Load(); cut > 0 && count == &f.Down && total >= cut {
+			if cut := f.CutAfterDown.Load(); cut > 0 && count == &f.Down && total >= cut && f.CutAfterDown.CompareAndSwap(cut, 0) {
 				f.CutAll()
 			}
 		}

@@ -1,0 +1,71 @@
+package sync
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailferry/mailferry/internal/dovecottest"
+)
+
+// TestDelta: new messages, flag changes, deletions and moves on the source
+// reach the target as such; a moved message is moved, not uploaded again.
+func TestDelta(t *testing.T) {
+	for _, noCondStore := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nocondstore=%v", noCondStore), func(t *testing.T) {
+			e := newEnv(t, dovecottest.Options{NoCondStore: noCondStore}, dovecottest.Options{})
+			c := e.src.Dial(t, user)
+			create(t, c, "INBOX.Archive2020")
+			for i := range 20 {
+				appendMsg(t, c, "INBOX", msg{id: fmt.Sprintf("d%d@x", i), subject: fmt.Sprintf("s%d", i), date: base.Add(-time.Duration(i) * time.Hour), size: 2000})
+			}
+			e.pass(t)
+
+			// 3 new, flags on 2, delete 2, move 3 to another folder.
+			for i := 20; i < 23; i++ {
+				appendMsg(t, c, "INBOX", msg{id: fmt.Sprintf("d%d@x", i), subject: "new", date: base.Add(time.Hour), size: 2000})
+			}
+			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			mustStore(t, c, imap.UIDSetNum(1, 2), imap.StoreFlagsAdd, imap.FlagSeen, "$Label1")
+			mustStore(t, c, imap.UIDSetNum(3, 4), imap.StoreFlagsAdd, imap.FlagDeleted)
+			if err := c.Expunge().Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Move(imap.UIDSetNum(5, 6, 7), "INBOX.Archive2020").Wait(); err != nil {
+				t.Fatal(err)
+			}
+			sentBefore := e.tgtFwd.Up.Load()
+			res := e.pass(t)
+			var inbox, archive *FolderResult
+			for _, f := range res.Folders {
+				switch f.Source {
+				case "INBOX":
+					inbox = f
+				case "INBOX.Archive2020":
+					archive = f
+				}
+			}
+			if res.Copied != 3 || inbox.Deleted != 2 || inbox.FlagsUpdated != 2 || archive.Moved != 3 {
+				t.Fatalf("delta: copied %d, inbox %+v, archive %+v", res.Copied, inbox, archive)
+			}
+			if up := e.tgtFwd.Up.Load() - sentBefore; up > 3*2000+4000 {
+				t.Errorf("delta sent %d bytes to the target; moved messages were uploaded again?", up)
+			}
+			e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Archive2020": "Archive2020"})
+			if res := e.pass(t); res.Copied != 0 {
+				t.Fatalf("pass after delta copied %d", res.Copied)
+			}
+		})
+	}
+}
+
+func mustStore(t *testing.T, c *imapclient.Client, set imap.UIDSet, op imap.StoreFlagsOp, flags ...imap.Flag) {
+	t.Helper()
+	if err := c.Store(set, &imap.StoreFlags{Op: op, Silent: true, Flags: flags}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+}
