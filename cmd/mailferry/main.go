@@ -1,0 +1,89 @@
+// Command mailferry moves an organisation's mail from its old IMAP server
+// into Office 365 without a flag day. This file only maps flags to calls;
+// the work is in the daemon, sync, proxy and store packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailferry/mailferry/config"
+	"github.com/mailferry/mailferry/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := newRoot().ExecuteContext(ctx)
+	if err == nil {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "mailferry:", err)
+	var ee *daemon.ExitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.Code)
+	}
+	os.Exit(daemon.ExitUsage) // cobra's own errors: unknown flag or command
+}
+
+func streams() daemon.Streams { return daemon.Streams{Stdout: os.Stdout, Stderr: os.Stderr} }
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "mailferry",
+		Short:         "Move mailboxes from an old IMAP server into Office 365, without a flag day",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(syncCmd(), configCmd())
+	return root
+}
+
+func syncCmd() *cobra.Command {
+	o := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "sync",
+		Short: "Copy every mailbox of the list from the source to the target once; later runs copy only what changed",
+		Long: `Copy every mailbox of the list from the source to the target once, then exit.
+Run it again and it copies only what changed since.
+
+Exit codes: 0 everything copied, 3 the pass finished but messages were
+skipped or mailboxes failed, 1 fatal error, 2 bad flags or config.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), &o); err != nil {
+				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+			}
+			return daemon.Sync(cmd.Context(), &o, streams())
+		},
+	}
+	config.RegisterFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+func configCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Work with the config file"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check FILE",
+		Short: "Report every error in a config file (and the mailbox list it names) at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := config.Check(args[0]); err != nil {
+				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+			}
+			fmt.Println(args[0] + ": ok")
+			return nil
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,133 @@
+package daemon
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	mfsync "github.com/mailferry/mailferry/sync"
+)
+
+// summaryJSON is the stable --json form of a sync pass. Fields are only
+// ever added.
+type summaryJSON struct {
+	Version int              `json:"version"`
+	*mfsync.Summary
+	Complete bool `json:"complete"`
+}
+
+// WriteSummaryJSON prints the summary as JSON.
+func WriteSummaryJSON(w io.Writer, s *mfsync.Summary) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(summaryJSON{Version: 1, Summary: s, Complete: s.Complete()})
+}
+
+// WriteSummaryTable prints one line per mailbox and a total line.
+func WriteSummaryTable(w io.Writer, s *mfsync.Summary) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "MAILBOX\tFOLDERS\tCOPIED\tSKIPPED\tFAILED\tBYTES\tTIME\tRESULT\t")
+	for _, r := range s.Mailboxes {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%s\t%s\t\n", r.Mailbox, len(r.Folders), r.Copied, skipSummary(r),
+			r.Failed, humanBytes(r.Bytes), r.Duration.Round(10*time.Millisecond), result(r))
+	}
+	fmt.Fprintf(tw, "TOTAL (%d mailboxes)\t\t%d\t%d\t%d\t%s\t%s\t%d failed\t\n", len(s.Mailboxes), s.Copied, s.Skipped, s.Failed,
+		humanBytes(s.Bytes), s.Duration.Round(10*time.Millisecond), s.FailedMailboxes)
+	return tw.Flush()
+}
+
+func result(r *mfsync.MailboxResult) string {
+	switch {
+	case r.Err != nil:
+		return "failed: " + r.Error
+	case r.OK():
+		return "ok"
+	}
+	return "incomplete"
+}
+
+func skipSummary(r *mfsync.MailboxResult) string {
+	by := r.SkippedBy()
+	if len(by) == 0 {
+		return "0"
+	}
+	var parts []string
+	for reason, n := range by {
+		short, _, _ := strings.Cut(reason, ":")
+		parts = append(parts, fmt.Sprintf("%d %s", n, short))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// reportHeader is the CSV report's columns: one row per mailbox (folder
+// empty), one per folder, one per skipped message.
+var reportHeader = []string{"mailbox", "folder", "target_folder", "kind", "status", "copied", "skipped", "failed",
+	"moved", "deleted", "flags_updated", "keywords_dropped", "bytes", "seconds", "uid", "date", "size", "subject", "reason"}
+
+// WriteReportCSV writes the pass's report to path.
+func WriteReportCSV(path string, s *mfsync.Summary) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := writeReportCSV(f, s); err != nil {
+		f.Close()
+		return fmt.Errorf("report %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func writeReportCSV(w io.Writer, s *mfsync.Summary) error {
+	cw := csv.NewWriter(w)
+	cw.Write(reportHeader)
+	n := strconv.Itoa
+	for _, r := range s.Mailboxes {
+		status := "ok"
+		if r.Err != nil {
+			status = "failed"
+		} else if !r.OK() {
+			status = "incomplete"
+		}
+		cw.Write([]string{r.Mailbox, "", "", "mailbox", status, n(r.Copied), n(r.Skipped()), n(r.Failed), "", "", "", "",
+			strconv.FormatInt(r.Bytes, 10), fmt.Sprintf("%.1f", r.Duration.Seconds()), "", "", "", "", r.Error})
+		for _, f := range r.Folders {
+			skipped := 0
+			for _, c := range f.Skipped {
+				skipped += c
+			}
+			status := "ok"
+			if f.SkipReason != "" {
+				status = "not copied"
+			}
+			cw.Write([]string{r.Mailbox, f.Source, f.Target, "folder", status, n(f.Copied), n(skipped), n(f.Failed), n(f.Moved),
+				n(f.Deleted), n(f.FlagsUpdated), n(f.KeywordsDropped), strconv.FormatInt(f.Bytes, 10), "", "", "", "", "", f.SkipReason})
+		}
+		for _, it := range r.SkippedItems {
+			cw.Write([]string{r.Mailbox, it.Folder, "", "skipped message", "skipped", "", "", "", "", "", "", "", "", "",
+				strconv.FormatUint(uint64(it.UID), 10), it.Date.Format(time.RFC3339), strconv.FormatInt(it.Size, 10), it.Subject, it.Reason})
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}

@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"go.uber.org/zap"
+
+	"github.com/mailferry/mailferry/config"
+	"github.com/mailferry/mailferry/imapconn"
+	"github.com/mailferry/mailferry/store"
+	mfsync "github.com/mailferry/mailferry/sync"
+)
+
+// Exit codes of the one-shot commands, as documented in the README.
+const (
+	ExitOK         = 0 // everything was copied (or verified equal)
+	ExitFatal      = 1 // nothing or not everything ran: bad options, store locked, …
+	ExitUsage      = 2 // wrong flags or arguments
+	ExitIncomplete = 3 // the pass finished, but messages were skipped or mailboxes failed
+)
+
+// ExitError carries an exit code up to main.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Fatal wraps err for exit code 1.
+func Fatal(err error) error { return &ExitError{Code: ExitFatal, Err: err} }
+
+// engineOptions turns the admin's options into the engine's.
+func engineOptions(o *config.Options, log *zap.Logger) (mfsync.Options, error) {
+	var errs []error
+	src, err := endpoint(o.Source, o.SourceCA, o.SourceInsecureSkipVerify, o.AllowPlaintext)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("source: %w", err))
+	}
+	tgt, err := endpoint(o.Target, o.TargetCA, o.TargetInsecureSkipVerify, o.AllowPlaintext)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("target: %w", err))
+	}
+	rename, err := mfsync.ParseMap(o.Map)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rules := mfsync.FolderRules{Map: rename}
+	for _, re := range o.Include {
+		r, err := regexp.Compile(re)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("include %q: %w", re, err))
+			continue
+		}
+		rules.Include = append(rules.Include, r)
+	}
+	for _, re := range o.Exclude {
+		r, err := regexp.Compile(re)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("exclude %q: %w", re, err))
+			continue
+		}
+		rules.Exclude = append(rules.Exclude, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return mfsync.Options{}, err
+	}
+	return mfsync.Options{
+		Source:                src,
+		Target:                tgt,
+		Parallel:              o.Parallel,
+		ConnectionsPerMailbox: o.ConnectionsPerMailbox,
+		SourceConnections:     o.SourceConnections,
+		TargetConnections:     o.TargetConnections,
+		Folders:               rules,
+		MaxItems:              o.MaxItems,
+		MaxMessageSize:        int64(o.MaxMessageSize),
+		Since:                 o.Since.Time,
+		Before:                o.Before.Time,
+		Log:                   log,
+	}, nil
+}
+
+func endpoint(url, caFile string, insecure, allowPlain bool) (imapconn.Endpoint, error) {
+	ep, err := imapconn.ParseURL(url, allowPlain)
+	if err != nil {
+		return ep, err
+	}
+	if caFile != "" {
+		if ep.TLSConfig, err = imapconn.LoadCA(caFile); err != nil {
+			return ep, err
+		}
+	}
+	ep.InsecureSkipVerify = insecure
+	return ep, nil
+}
+
+// OpenStore opens the Badger store in the data directory, creating it.
+func OpenStore(dir string, log *zap.Logger) (store.Store, error) {
+	if dir == "" {
+		return nil, errors.New("no data directory: give --data")
+	}
+	if err := os.MkdirAll(filepath.Clean(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	return store.Open(filepath.Join(dir, "store"), log)
+}
