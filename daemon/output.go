@@ -18,7 +18,7 @@ import (
 // summaryJSON is the stable --json form of a sync pass. Fields are only
 // ever added.
 type summaryJSON struct {
-	Version int              `json:"version"`
+	Version int `json:"version"`
 	*mfsync.Summary
 	Complete bool `json:"complete"`
 }

@@ -87,12 +87,24 @@ func (p *pass) copyNew() error {
 	worker := func(src, tgt *conn) {
 		defer wg.Done()
 		for c := range jobs {
-			if err := p.copyChunk(src, tgt, c, filters[c.w]); err != nil {
-				errs <- err
-				// Drain so the feeder is not stuck; other workers go on.
-				for range jobs {
+			for len(c.msgs) > 0 {
+				rest, err := p.copyChunk(src, tgt, c, filters[c.w])
+				if errors.Is(err, errTargetClosed) {
+					// go-imap drops the connection after a refused
+					// synchronizing literal: carry on with a new one.
+					if tgt, err = p.reconnectTarget(tgt); err == nil {
+						c.msgs = rest
+						continue
+					}
 				}
-				return
+				if err != nil {
+					errs <- err
+					// Drain so the feeder is not stuck; other workers go on.
+					for range jobs {
+					}
+					return
+				}
+				break
 			}
 		}
 	}
@@ -217,7 +229,9 @@ type appended struct {
 // copyChunk streams one chunk from a source FETCH into target APPENDs.
 // The messages are recorded as pending first; their results are recorded
 // together at the end.
-func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) error {
+// When the target connection closed after refusing a message, copyChunk
+// returns errTargetClosed and the messages it did not get to.
+func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) ([]*srcMsg, error) {
 	w := c.w
 	byUID := make(map[uint32]*srcMsg, len(c.msgs))
 	var set imap.UIDSet
@@ -233,7 +247,7 @@ func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p.mu.Lock()
 	w.pendings += len(c.msgs)
@@ -241,10 +255,10 @@ func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) error {
 
 	sel, err := src.selectFolder(w.plan.Source, true, false)
 	if err != nil {
-		return fmt.Errorf("folder %q: source EXAMINE: %w", w.plan.Source, err)
+		return nil, fmt.Errorf("folder %q: source EXAMINE: %w", w.plan.Source, err)
 	}
 	if sel.UIDValidity != w.status.UIDValidity {
-		return imapconn.MakeTemporary(fmt.Errorf("folder %q: %w", w.plan.Source, errUIDValidityChanged))
+		return nil, imapconn.MakeTemporary(fmt.Errorf("folder %q: %w", w.plan.Source, errUIDValidityChanged))
 	}
 
 	// One reply per message of the chunk at most: sends never block.
@@ -265,19 +279,50 @@ func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) error {
 	close(results)
 
 	var outcomes []appended
+	sent := map[uint32]bool{}
 	for r := range results {
 		outcomes = append(outcomes, r)
+		sent[r.m.uid] = true
 	}
 	if err := p.recordOutcomes(w, c.msgs, outcomes); err != nil {
-		return err
+		return nil, err
+	}
+	if errors.Is(copyErr, errTargetClosed) {
+		var rest []*srcMsg
+		for _, m := range c.msgs {
+			if !sent[m.uid] {
+				rest = append(rest, m)
+			}
+		}
+		return rest, copyErr
 	}
 	if copyErr != nil {
-		return fmt.Errorf("folder %q: %w", w.plan.Source, copyErr)
+		return nil, fmt.Errorf("folder %q: %w", w.plan.Source, copyErr)
 	}
 	if fetchErr != nil {
-		return fmt.Errorf("folder %q: source FETCH: %w", w.plan.Source, fetchErr)
+		return nil, fmt.Errorf("folder %q: source FETCH: %w", w.plan.Source, fetchErr)
 	}
-	return nil
+	return nil, nil
+}
+
+var errTargetClosed = errors.New("target closed the connection after refusing a message")
+
+// reconnectTarget replaces a target connection that the server or the
+// client library closed.
+func (p *pass) reconnectTarget(old *conn) (*conn, error) {
+	p.mu.Lock()
+	p.conns = slices.DeleteFunc(p.conns, func(c *conn) bool { return c == old })
+	p.mu.Unlock()
+	old.Close()
+	old.release()
+	c, err := p.connectTarget(true)
+	if err != nil {
+		return nil, err
+	}
+	if old == p.tgt {
+		p.tgt = c
+	}
+	return c, nil
 }
 
 // appendOne streams one fetched message into an APPEND. The tagged reply is
@@ -350,7 +395,12 @@ func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, 
 	if errors.As(err, &refused) {
 		// The server answered NO instead of "+": this message only.
 		results <- appended{m: m, err: err}
-		return nil
+		select {
+		case <-tgt.Closed():
+			return errTargetClosed
+		default:
+			return nil
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("append uid %d: %w", m.uid, err)
