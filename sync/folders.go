@@ -106,6 +106,7 @@ var reservedTargetNames = []string{
 func PlanFolders(folders []SourceFolder, prefix string, delim rune, targetDelim rune, rules FolderRules) []FolderPlan {
 	sorted := slices.Clone(folders)
 	slices.SortFunc(sorted, func(a, b SourceFolder) int { return strings.Compare(a.Name, b.Name) })
+	sorted = slices.CompactFunc(sorted, func(a, b SourceFolder) bool { return a.Name == b.Name })
 
 	// Special-use folders, found by attribute first, then by name.
 	special := map[string]string{} // source path → target top-level name
@@ -147,7 +148,7 @@ func PlanFolders(folders []SourceFolder, prefix string, delim rune, targetDelim 
 		}
 		target, renamed := legalTarget(targetPath(p, special, rules.Map), targetDelim)
 		base := target
-		for n := 2; used[strings.ToLower(target)] != ""; n++ {
+		for n := 2; isUsed(used, target); n++ {
 			target = fmt.Sprintf("%s (%d)", base, n)
 			renamed = fmt.Sprintf("name collides with %q on the target", used[strings.ToLower(base)])
 		}
@@ -156,6 +157,11 @@ func PlanFolders(folders []SourceFolder, prefix string, delim rune, targetDelim 
 		plans = append(plans, plan)
 	}
 	return plans
+}
+
+func isUsed(used map[string]string, name string) bool {
+	_, ok := used[strings.ToLower(name)]
+	return ok
 }
 
 func hasAttr(attrs []imap.MailboxAttr, want imap.MailboxAttr) bool {
