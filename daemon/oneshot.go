@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mailferry/mailferry/config"
+	"github.com/mailferry/mailferry/store"
 	mfsync "github.com/mailferry/mailferry/sync"
 )
 
@@ -25,51 +26,71 @@ func (s Streams) interactive() bool {
 	return ok && isTerminal(f)
 }
 
+// oneShot is what sync and verify share: validated options, the mailbox
+// list, a logger, the store and an engine.
+type oneShot struct {
+	log       *zap.Logger
+	store     store.Store
+	engine    *mfsync.Engine
+	mailboxes []config.Mailbox
+	listErr   error // bad rows of the mailbox list, already logged
+	bars      *barProgress
+}
+
+func setup(o *config.Options, out Streams, withBars bool) (*oneShot, error) {
+	if err := o.Validate(); err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: err}
+	}
+	s := &oneShot{}
+	var le *config.ListError
+	s.mailboxes, s.listErr = config.LoadMailboxes(o.Mailboxes)
+	if s.listErr != nil && !errors.As(s.listErr, &le) {
+		return nil, Fatal(s.listErr)
+	}
+	logOut := out.Stderr
+	if withBars && out.interactive() {
+		s.bars = newBarProgress(out.Stderr, len(s.mailboxes))
+		logOut = s.bars
+	}
+	var err error
+	if s.log, err = NewLogger(logOut, o.LogLevel, out.interactive()); err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: err}
+	}
+	if s.listErr != nil {
+		// Bad rows are reported and left out; the rest still runs.
+		s.log.Error("mailbox list has errors; those rows are skipped", zap.NamedError("err", s.listErr))
+	}
+	opts, err := engineOptions(o, s.log)
+	if err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: err}
+	}
+	if s.store, err = OpenStore(o.Data, s.log); err != nil {
+		return nil, Fatal(err)
+	}
+	if s.bars != nil {
+		opts.Progress = s.bars
+	}
+	s.engine = mfsync.New(s.store, opts)
+	return s, nil
+}
+
+func (s *oneShot) close() {
+	s.store.Close()
+	s.log.Sync()
+}
+
 // Sync is `mailferry sync`: one pass over every mailbox of the list, then a
 // summary on stdout (a table, or JSON with --json) and the CSV report.
 func Sync(ctx context.Context, o *config.Options, out Streams) error {
-	if err := o.Validate(); err != nil {
-		return &ExitError{Code: ExitUsage, Err: err}
-	}
-	mailboxes, listErr := config.LoadMailboxes(o.Mailboxes)
-	var le *config.ListError
-	if listErr != nil && !errors.As(listErr, &le) {
-		return Fatal(listErr)
-	}
-
-	var bars *barProgress
-	logOut := out.Stderr
-	if out.interactive() {
-		bars = newBarProgress(out.Stderr, len(mailboxes))
-		logOut = bars
-	}
-	log, err := NewLogger(logOut, o.LogLevel, out.interactive())
+	s, err := setup(o, out, true)
 	if err != nil {
-		return &ExitError{Code: ExitUsage, Err: err}
+		return err
 	}
-	defer log.Sync()
-	if listErr != nil {
-		// Bad rows are reported and left out; the rest still runs.
-		log.Error("mailbox list has errors; those rows are skipped", zap.NamedError("err", listErr))
+	defer s.close()
+	sum := s.engine.Run(ctx, s.mailboxes)
+	if s.bars != nil {
+		s.bars.finish()
 	}
-
-	st, err := OpenStore(o.Data, log)
-	if err != nil {
-		return Fatal(err)
-	}
-	defer st.Close()
-	opts, err := engineOptions(o, log)
-	if err != nil {
-		return &ExitError{Code: ExitUsage, Err: err}
-	}
-	if bars != nil {
-		opts.Progress = bars
-	}
-	sum := mfsync.New(st, opts).Run(ctx, mailboxes)
-	if bars != nil {
-		bars.finish()
-	}
-
 	if o.Report != "" {
 		if err := WriteReportCSV(o.Report, sum); err != nil {
 			return Fatal(err)
@@ -86,9 +107,41 @@ func Sync(ctx context.Context, o *config.Options, out Streams) error {
 	if ctx.Err() != nil {
 		return Fatal(fmt.Errorf("interrupted: %w", ctx.Err()))
 	}
-	if !sum.Complete() || listErr != nil {
+	if !sum.Complete() || s.listErr != nil {
 		return &ExitError{Code: ExitIncomplete, Err: fmt.Errorf("pass finished with %d skipped, %d failed messages and %d failed mailboxes",
 			sum.Skipped, sum.Failed, sum.FailedMailboxes)}
+	}
+	return nil
+}
+
+// Verify is `mailferry verify`: compares every mailbox's folders on source
+// and target and lists missing and unexpected messages, changing nothing.
+func Verify(ctx context.Context, o *config.Options, out Streams) error {
+	s, err := setup(o, out, false)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var results []*mfsync.VerifyResult
+	equal := s.listErr == nil
+	for _, mb := range s.mailboxes {
+		r := s.engine.Verify(ctx, mb)
+		if r.Err != nil {
+			s.log.Error("verify failed", zap.String("mailbox", mb.Email), zap.NamedError("err", r.Err))
+		}
+		equal = equal && r.Equal()
+		results = append(results, r)
+	}
+	if o.JSON {
+		err = writeVerifyJSON(out.Stdout, results)
+	} else {
+		err = writeVerifyTable(out.Stdout, results)
+	}
+	if err != nil {
+		return Fatal(err)
+	}
+	if !equal {
+		return &ExitError{Code: ExitIncomplete, Err: errors.New("source and target differ")}
 	}
 	return nil
 }

@@ -131,3 +131,36 @@ func writeReportCSV(w io.Writer, s *mfsync.Summary) error {
 	cw.Flush()
 	return cw.Error()
 }
+
+func writeVerifyJSON(w io.Writer, results []*mfsync.VerifyResult) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Version   int                    `json:"version"`
+		Mailboxes []*mfsync.VerifyResult `json:"mailboxes"`
+	}{1, results})
+}
+
+// writeVerifyTable prints a line per folder and, below it, each missing or
+// unexpected message.
+func writeVerifyTable(w io.Writer, results []*mfsync.VerifyResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAILBOX\tFOLDER\tTARGET\tSOURCE\tON TARGET\tMISSING\tUNEXPECTED\tSKIPPED")
+	for _, r := range results {
+		if r.Err != nil {
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\tfailed: %s\n", r.Mailbox, r.Error)
+			continue
+		}
+		for _, f := range r.Folders {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", r.Mailbox, f.Source, f.Target, f.SourceCount, f.TargetCount,
+				len(f.Missing), len(f.Unexpected), f.KnownSkipped)
+			for _, m := range f.Missing {
+				fmt.Fprintf(tw, "\t  missing\tuid %d\t%s\t%d B\t%s\n", m.UID, m.Date.Format(time.DateTime), m.Size, m.Subject)
+			}
+			for _, m := range f.Unexpected {
+				fmt.Fprintf(tw, "\t  unexpected\tuid %d\t%s\t%d B\t%s\n", m.UID, m.Date.Format(time.DateTime), m.Size, m.Subject)
+			}
+		}
+	}
+	return tw.Flush()
+}

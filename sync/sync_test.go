@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -122,4 +123,36 @@ func TestFlagsWithoutCondStore(t *testing.T) {
 		t.Errorf("flag pass read %d bytes from the source", read)
 	}
 	e.expectSame(t, map[string]string{"INBOX": "INBOX"})
+}
+
+func TestVerify(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{MaxMessageSize: 50_000})
+	seedN(t, e, "INBOX", 8, 2000)
+	appendMsg(t, e.src.Dial(t, user), "INBOX", msg{id: "huge@x", subject: "over the target's limit", date: base, size: 60_000})
+	e.pass(t)
+	eng := e.engine(t)
+	res := eng.Verify(context.Background(), e.mb)
+	if !res.Equal() || res.Folders[0].KnownSkipped != 1 {
+		t.Fatalf("after a full pass: %+v %+v", res, res.Folders)
+	}
+
+	tc := e.tgt.Dial(t, user)
+	if _, err := tc.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	mustStore(t, tc, imap.UIDSetNum(3), imap.StoreFlagsAdd, imap.FlagDeleted)
+	if err := tc.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg(t, tc, "INBOX", msg{id: "foreign@x", subject: "arrived at the target directly", date: base, size: 500})
+	res = eng.Verify(context.Background(), e.mb)
+	var inbox *FolderCheck
+	for _, f := range res.Folders {
+		if f.Source == "INBOX" {
+			inbox = f
+		}
+	}
+	if res.Equal() || len(inbox.Missing) != 1 || len(inbox.Unexpected) != 1 || inbox.Unexpected[0].Subject != "arrived at the target directly" {
+		t.Fatalf("after tampering: %+v", inbox)
+	}
 }

@@ -45,7 +45,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(syncCmd(), configCmd())
+	root.AddCommand(syncCmd(), verifyCmd(), configCmd())
 	return root
 }
 
@@ -65,6 +65,27 @@ skipped or mailboxes failed, 1 fatal error, 2 bad flags or config.`,
 				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
 			}
 			return daemon.Sync(cmd.Context(), &o, streams())
+		},
+	}
+	config.RegisterFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+func verifyCmd() *cobra.Command {
+	o := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Compare every mailbox's folders on source and target, changing nothing",
+		Long: `Compare every folder of every mailbox on the source with its target folder
+by message identity and date, and list missing and unexpected messages.
+Takes the same flags as sync. Exit codes: 0 equal, 3 differences found,
+1 fatal error, 2 bad flags or config.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), &o); err != nil {
+				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+			}
+			return daemon.Verify(cmd.Context(), &o, streams())
 		},
 	}
 	config.RegisterFlags(cmd.Flags(), &o)
