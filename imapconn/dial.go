@@ -52,19 +52,27 @@ func Dial(ctx context.Context, ep Endpoint, log *zap.Logger, opts *imapclient.Op
 	raw.SetDeadline(time.Now().Add(greetingTimeout))
 
 	var c *imapclient.Client
+	var lp *literalPlusConn
 	switch ep.Security {
 	case ImplicitTLS:
 		tc := tls.Client(raw, o.TLSConfig)
 		if err = tc.HandshakeContext(ctx); err == nil {
-			c = imapclient.New(tc, &o)
+			lp = newLiteralPlusConn(tc)
+			c = imapclient.New(lp, &o)
 		}
 	case StartTLS:
+		// go-imap upgrades the socket itself, below where a wrapper
+		// could see plain IMAP: no LITERAL+ pipelining here.
 		c, err = imapclient.NewStartTLS(raw, &o)
 	default:
-		c = imapclient.New(raw, &o)
+		lp = newLiteralPlusConn(raw)
+		c = imapclient.New(lp, &o)
 	}
 	if err == nil {
 		err = c.WaitGreeting()
+	}
+	if err == nil && lp != nil && c.Caps().Has(imap.CapLiteralPlus) {
+		lp.enabled.Store(true)
 	}
 	if err != nil {
 		stop()

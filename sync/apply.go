@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"go.uber.org/zap"
@@ -12,16 +13,20 @@ import (
 	"github.com/mailferry/mailferry/store"
 )
 
+type pendingRef struct {
+	m    *store.Message
+	uidv uint32
+	gone bool
+}
+
+func (r pendingRef) key() matchKey { return matchKey{r.m.Identity, 0, r.m.Date.Unix()} }
+
 // recoverPending resolves the messages that an earlier pass (or this one,
 // on a target without UIDPLUS) sent without recording the result: the ones
 // found on the target above the watermark, by identity, become Copied; the
 // others are copied again if their source is still there.
 func (p *pass) recoverPending(w *folderWork) error {
-	type ref struct {
-		m    *store.Message
-		uidv uint32
-		gone bool
-	}
+	type ref = pendingRef
 	var pend []ref
 	mapped := map[uint32]bool{}
 	for _, e := range w.entries {
@@ -48,10 +53,15 @@ func (p *pass) recoverPending(w *folderWork) error {
 	if err != nil {
 		return err
 	}
+	if !p.copied {
+		if found, err = p.settle(w, pend2keys(pend), found, mapped); err != nil {
+			return err
+		}
+	}
 	recovered := 0
 	err = p.e.store.Update(func(tx store.Tx) error {
 		for _, r := range pend {
-			key := matchKey{r.m.Identity, 0, r.m.Date.Unix()}
+			key := r.key()
 			if uids := found[key]; len(uids) > 0 {
 				r.m.TgtUID, r.m.State = uids[0], store.Copied
 				found[key] = uids[1:]
@@ -70,6 +80,7 @@ func (p *pass) recoverPending(w *folderWork) error {
 				delete(w.entries, r.m.UID)
 				if m := w.seen[r.m.UID]; m != nil {
 					w.newMsgs = append(w.newMsgs, m)
+					w.requeued++
 				}
 			}
 		}
@@ -91,10 +102,69 @@ func (p *pass) recoverPending(w *folderWork) error {
 	return nil
 }
 
+func pend2keys[T interface{ key() matchKey }](refs []T) []matchKey {
+	keys := make([]matchKey, len(refs))
+	for i, r := range refs {
+		keys[i] = r.key()
+	}
+	return keys
+}
+
+// Settling: APPENDs that a killed process or a dropped connection left in
+// the target's input may still be landing when recovery looks. Before a
+// pending message is declared missing (and sent again), recovery waits
+// until the folder's UIDNEXT has stood still for Options.RecoverySettle.
+const (
+	settlePoll = 250 * time.Millisecond
+	settleMax  = 2 * time.Minute
+)
+
+func (p *pass) settle(w *folderWork, want []matchKey, found map[matchKey][]uint32, mapped map[uint32]bool) (map[matchKey][]uint32, error) {
+	missing := func() bool {
+		need := map[matchKey]int{}
+		for _, k := range want {
+			need[k]++
+		}
+		for k, n := range need {
+			if len(found[k]) < n {
+				return true
+			}
+		}
+		return false
+	}
+	next := uint32(p.tgt.sel.UIDNext)
+	quietSince := time.Now()
+	deadline := time.Now().Add(settleMax)
+	for missing() && time.Since(quietSince) < p.e.opts.RecoverySettle && time.Now().Before(deadline) {
+		select {
+		case <-time.After(settlePoll):
+		case <-p.ctx.Done():
+			return nil, p.ctx.Err()
+		}
+		st, err := p.tgt.Status(w.plan.Target, &imap.StatusOptions{UIDNext: true}).Wait()
+		if err != nil {
+			return nil, fmt.Errorf("target STATUS %q: %w", w.plan.Target, err)
+		}
+		if uint32(st.UIDNext) == next {
+			continue
+		}
+		more, err := p.targetIdentities(w, next, mapped)
+		if err != nil {
+			return nil, err
+		}
+		for k, uids := range more {
+			found[k] = append(found[k], uids...)
+		}
+		next, quietSince = uint32(st.UIDNext), time.Now()
+	}
+	return found, nil
+}
+
 // targetIdentities lists the target folder's messages from UID start on that
 // are not in mapped, by identity and INTERNALDATE. Size is left out of the
 // key: Exchange rewrites messages, so their sizes differ from the source's.
 func (p *pass) targetIdentities(w *folderWork, start uint32, mapped map[uint32]bool) (map[matchKey][]uint32, error) {
+	p.tgt.selected = "" // a fresh SELECT: UIDNEXT must be current
 	if _, err := p.tgt.selectFolder(w.plan.Target, false, false); err != nil {
 		return nil, fmt.Errorf("target SELECT %q: %w", w.plan.Target, err)
 	}

@@ -287,6 +287,13 @@ func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) ([]*srcMsg,
 	if err := p.recordOutcomes(w, c.msgs, outcomes); err != nil {
 		return nil, err
 	}
+	for _, o := range outcomes {
+		if o.err != nil && imapconn.IsTemporary(o.err) {
+			// The connection broke with replies outstanding: what arrived
+			// is resolved by the recovery of the retried pass.
+			return nil, fmt.Errorf("folder %q: append uid %d: %w", w.plan.Source, o.m.uid, o.err)
+		}
+	}
 	if errors.Is(copyErr, errTargetClosed) {
 		var rest []*srcMsg
 		for _, m := range c.msgs {

@@ -50,6 +50,9 @@ type Options struct {
 	// Since and Before, when not zero, copy only messages whose INTERNALDATE
 	// is in [Since, Before).
 	Since, Before time.Time
+	// RecoverySettle is how long a target folder's UIDNEXT must stand still
+	// before recovery declares a pending message missing (default 5 s).
+	RecoverySettle time.Duration
 	// Retries is how many times a mailbox whose pass failed with a temporary
 	// error is tried again within one Run (default 3).
 	Retries int
@@ -97,6 +100,9 @@ func New(st store.Store, opts Options) *Engine {
 	}
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if opts.RecoverySettle <= 0 {
+		opts.RecoverySettle = 5 * time.Second
 	}
 	if opts.Retries == 0 {
 		opts.Retries = 3

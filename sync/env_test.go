@@ -77,7 +77,7 @@ func endpoint(t *testing.T, addr string) imapconn.Endpoint {
 }
 
 func (e *env) engine(t *testing.T, mod ...func(*Options)) *Engine {
-	o := Options{Source: endpoint(t, e.srcFwd.Addr()), Target: endpoint(t, e.tgtFwd.Addr()), Log: zaptest.NewLogger(t), Retries: -1}
+	o := Options{Source: endpoint(t, e.srcFwd.Addr()), Target: endpoint(t, e.tgtFwd.Addr()), Log: zaptest.NewLogger(t), Retries: -1, RecoverySettle: time.Second}
 	for _, m := range mod {
 		m(&o)
 	}

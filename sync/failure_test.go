@@ -170,7 +170,7 @@ func TestSyncChild(t *testing.T) {
 	}
 	defer st.Close()
 	mb := config.Mailbox{Email: user, UserName: user, Password: password, TargetUserName: user, TargetPassword: tgtPass}
-	e := New(st, Options{Source: endpoint(t, a[0]), Target: endpoint(t, a[1]), Log: zaptest.NewLogger(t), Retries: -1})
+	e := New(st, Options{Source: endpoint(t, a[0]), Target: endpoint(t, a[1]), Log: zaptest.NewLogger(t), Retries: -1, RecoverySettle: time.Second})
 	if res := e.SyncMailbox(context.Background(), mb); res.Err != nil {
 		t.Fatal(res.Err)
 	}

@@ -28,6 +28,9 @@ type pass struct {
 
 	src, tgt  *conn
 	condStore bool // the source offers CONDSTORE
+	// copied is set once every APPEND of the pass got its reply: nothing
+	// of ours can still be in flight.
+	copied bool
 	tgtDelim  rune
 
 	folders []*folderWork
@@ -79,13 +82,17 @@ func (p *pass) run() error {
 	if err := p.copyNew(); err != nil {
 		return err
 	}
+	p.copied = true
 	// Targets without UIDPLUS (or MOVE without COPYUID) leave pending
 	// records: find those messages now rather than next pass.
 	for _, w := range p.folders {
 		if w.hasPending() {
+			w.requeued = 0
 			if err := p.recoverPending(w); err != nil {
 				return fmt.Errorf("folder %q: %w", w.plan.Source, err)
 			}
+		} else {
+			w.requeued = 0
 		}
 	}
 	return p.finish()
@@ -290,7 +297,7 @@ func (p *pass) finish() error {
 			TargetUIDValidity: w.tgtUIDValidity,
 			TargetUIDNext:     w.watermark,
 		}
-		if w.failed == 0 {
+		if w.failed == 0 && w.requeued == 0 {
 			st.UIDNext = uint32(w.status.UIDNext)
 			st.HighestModSeq = w.status.HighestModSeq
 			st.NumMessages = w.status.NumMessages

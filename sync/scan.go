@@ -36,6 +36,9 @@ type folderWork struct {
 	gone     []*goneMsg
 	failed   int
 	pendings int
+	// requeued counts messages found missing by a recovery; after the copy
+	// phase they wait for the next pass, so the folder is not complete.
+	requeued int
 }
 
 func (w *folderWork) hasPending() bool { return w.pendings > 0 }
