@@ -30,8 +30,8 @@ type pass struct {
 	condStore bool // the source offers CONDSTORE
 	// copied is set once every APPEND of the pass got its reply: nothing
 	// of ours can still be in flight.
-	copied bool
-	tgtDelim  rune
+	copied   bool
+	tgtDelim rune
 
 	folders []*folderWork
 	byName  map[string]*folderWork // by source name
