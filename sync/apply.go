@@ -532,7 +532,7 @@ func addToGroup[K comparable](groups map[K]*imap.UIDSet, k K, uid uint32) {
 func (p *pass) folderFailed(w *folderWork, what string, err error) error {
 	if !imapconn.IsTemporary(err) {
 		w.failed++
-		p.log.Error(what, zap.String("folder", w.plan.Source), zap.Error(err))
+		p.log.Error(what, zap.String("folder", w.plan.Source), zap.NamedError("err", err))
 		return nil
 	}
 	return err

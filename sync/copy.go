@@ -446,7 +446,7 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 				e.State, e.Reason, e.Subject = store.Skipped, ReasonTargetLimit+": "+o.err.Error(), m.subject
 				refused = append(refused, o)
 			case o.err != nil && !imapconn.IsTemporary(o.err):
-				p.log.Error("target refused message", zap.String("folder", w.plan.Source), zap.Uint32("uid", m.uid), zap.Error(o.err))
+				p.log.Error("target refused message", zap.String("folder", w.plan.Source), zap.Uint32("uid", m.uid), zap.NamedError("err", o.err))
 				failed++
 				if err := tx.DeleteMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, m.uid); err != nil {
 					return err

@@ -177,7 +177,7 @@ func (e *Engine) SyncMailbox(ctx context.Context, mb config.Mailbox) *MailboxRes
 			break
 		}
 		delay := backoff(attempt, res.Err)
-		log.Warn("mailbox pass failed, retrying", zap.Error(res.Err), zap.Duration("in", delay), zap.Int("attempt", attempt+1))
+		log.Warn("mailbox pass failed, retrying", zap.NamedError("err", res.Err), zap.Duration("in", delay), zap.Int("attempt", attempt+1))
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
@@ -237,6 +237,6 @@ func (e *Engine) recordResult(email string, res *MailboxResult, log *zap.Logger)
 		return tx.PutMailbox(m)
 	})
 	if err != nil {
-		log.Error("recording mailbox result", zap.Error(err))
+		log.Error("recording mailbox result", zap.NamedError("err", err))
 	}
 }

@@ -194,7 +194,7 @@ func (p *pass) prepareTargets(plans []FolderPlan) error {
 			if errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
 				continue
 			}
-			p.log.Error("creating target folder", zap.String("folder", pl.Source), zap.String("target", pl.Target), zap.Error(err))
+			p.log.Error("creating target folder", zap.String("folder", pl.Source), zap.String("target", pl.Target), zap.NamedError("err", err))
 			pl.Skip = "target refused to create " + quote(pl.Target) + ": " + err.Error()
 			p.res.folder(pl.Source, pl.Target).SkipReason = pl.Skip
 			p.res.FolderErrors++
@@ -203,7 +203,7 @@ func (p *pass) prepareTargets(plans []FolderPlan) error {
 		have[strings.ToLower(pl.Target)] = pl.Target
 		if pl.Subscribed {
 			if err := p.tgt.Subscribe(pl.Target).Wait(); err != nil {
-				p.log.Warn("subscribing target folder", zap.String("target", pl.Target), zap.Error(err))
+				p.log.Warn("subscribing target folder", zap.String("target", pl.Target), zap.NamedError("err", err))
 			}
 		}
 	}
