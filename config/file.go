@@ -171,6 +171,12 @@ func set(ptr, v any) error {
 	switch p := ptr.(type) {
 	case *string:
 		return assign(p, v, "a string")
+	case *Secret:
+		var str string
+		if err := assign(&str, v, "a string"); err != nil {
+			return err
+		}
+		*p = Secret(str)
 	case *bool:
 		return assign(p, v, "true or false")
 	case *int:

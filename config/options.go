@@ -35,7 +35,12 @@ type Options struct {
 	Report                                             string   // CSV report path
 	JSON                                               bool     // print the summary as JSON
 	LogLevel                                           string   // debug|info|warn|error, default info
-	Config                                             string   // the --config path itself (not a TOML key)
+	// Office 365 app-only access (client-credentials flow, XOAUTH2).
+	O365Tenant, O365ClientID string
+	O365ClientSecret         Secret
+	O365Certificate, O365Key string // PEM files, instead of a secret
+	O365TokenURL             string // override for tests and sovereign clouds
+	Config                   string // the --config path itself (not a TOML key)
 }
 
 // Defaults returns the Options used when neither flag nor file sets a value.
@@ -87,6 +92,12 @@ func (o *Options) options() []option {
 		{"report", "write a per-mailbox CSV report to this `file`", &o.Report, true},
 		{"json", "print the summary as JSON", &o.JSON, false},
 		{"log-level", "log `level`: debug, info, warn or error", &o.LogLevel, false},
+		{"o365-tenant", "Office 365 target: Entra tenant `id` (or domain); enables app-only XOAUTH2 logins", &o.O365Tenant, false},
+		{"o365-client-id", "Office 365 target: the app registration's application (client) `id`", &o.O365ClientID, false},
+		{"o365-client-secret", "Office 365 target: the app's client `secret` (better in the config file, mode 600)", &o.O365ClientSecret, false},
+		{"o365-certificate", "Office 365 target: PEM `file` with the app's certificate (and key), instead of a secret", &o.O365Certificate, true},
+		{"o365-key", "Office 365 target: PEM `file` with the certificate's private key, if not in the certificate file", &o.O365Key, true},
+		{"o365-token-url", "Office 365 target: token endpoint `URL` (default: login.microsoftonline.com for the tenant)", &o.O365TokenURL, false},
 		{"config", "read settings from this TOML `file`; flags on the command line override it", &o.Config, false},
 	}
 }

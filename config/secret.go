@@ -31,3 +31,9 @@ func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`
 
 // MarshalText returns "[redacted]", for text encoders such as XML and TOML.
 func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// Set makes *Secret a flag value.
+func (s *Secret) Set(v string) error { *s = Secret(v); return nil }
+
+// Type names the flag value in --help.
+func (*Secret) Type() string { return "secret" }

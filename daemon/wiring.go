@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailferry/mailferry/config"
 	"github.com/mailferry/mailferry/imapconn"
+	"github.com/mailferry/mailferry/o365"
 	"github.com/mailferry/mailferry/store"
 	mfsync "github.com/mailferry/mailferry/sync"
 )
@@ -67,10 +68,26 @@ func engineOptions(o *config.Options, log *zap.Logger) (mfsync.Options, error) {
 		}
 		rules.Exclude = append(rules.Exclude, r)
 	}
+	var login mfsync.TargetLogin
+	if o.O365Tenant != "" {
+		src, err := o365.NewTokenSource(o365.Options{TenantID: o.O365Tenant, ClientID: o.O365ClientID,
+			ClientSecret: o.O365ClientSecret, CertificateFile: o.O365Certificate, KeyFile: o.O365Key, TokenURL: o.O365TokenURL})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("office 365: %w", err))
+		} else {
+			login = o365.Login(src)
+		}
+		if o.Config != "" && o.O365ClientSecret != "" {
+			if err := o365.CheckSecretFilePermissions(o.Config); err != nil {
+				log.Warn("config file holds a secret", zap.NamedError("err", err))
+			}
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return mfsync.Options{}, err
 	}
 	return mfsync.Options{
+		TargetLogin:           login,
 		Source:                src,
 		Target:                tgt,
 		Parallel:              o.Parallel,
