@@ -45,7 +45,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(syncCmd(), verifyCmd(), configCmd())
+	root.AddCommand(syncCmd(), verifyCmd(), configCmd(), demoCmd())
 	return root
 }
 
@@ -89,6 +89,20 @@ Takes the same flags as sync. Exit codes: 0 equal, 3 differences found,
 		},
 	}
 	config.RegisterFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+func demoCmd() *cobra.Command {
+	var keep bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Migrate three demo mailboxes between in-memory servers; needs no server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return daemon.Demo(cmd.Context(), streams(), keep)
+		},
+	}
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the demo servers running until Ctrl-C, to look at them with a mail client")
 	return cmd
 }
 
