@@ -171,6 +171,16 @@ func set(ptr, v any) error {
 	switch p := ptr.(type) {
 	case *string:
 		return assign(p, v, "a string")
+	case *time.Duration:
+		var str string
+		if err := assign(&str, v, `a duration like "5m"`); err != nil {
+			return err
+		}
+		d, err := time.ParseDuration(str)
+		if err != nil {
+			return want(`a duration like "5m" or "1h30m"`, v)
+		}
+		*p = d
 	case *Secret:
 		var str string
 		if err := assign(&str, v, "a string"); err != nil {

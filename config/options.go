@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -40,7 +41,11 @@ type Options struct {
 	O365ClientSecret         Secret
 	O365Certificate, O365Key string // PEM files, instead of a secret
 	O365TokenURL             string // override for tests and sovereign clouds
-	Config                   string // the --config path itself (not a TOML key)
+	// The daemon (mailferry run).
+	SyncInterval time.Duration // how often each mailbox is synced again
+	HTTP         string        // status page and /metrics listen address
+	HTTPToken    Secret        // token the status endpoint requires (optional)
+	Config       string        // the --config path itself (not a TOML key)
 }
 
 // Defaults returns the Options used when neither flag nor file sets a value.
@@ -53,6 +58,7 @@ func Defaults() Options {
 		MaxItems:              500000,
 		MaxMessageSize:        35 * mib,
 		LogLevel:              "info",
+		SyncInterval:          5 * time.Minute,
 	}
 }
 
@@ -92,6 +98,9 @@ func (o *Options) options() []option {
 		{"report", "write a per-mailbox CSV report to this `file`", &o.Report, true},
 		{"json", "print the summary as JSON", &o.JSON, false},
 		{"log-level", "log `level`: debug, info, warn or error", &o.LogLevel, false},
+		{"sync-interval", "daemon: sync every mailbox again after this long (jittered), e.g. 5m", &o.SyncInterval, false},
+		{"http", "daemon: serve the status page and /metrics on this `address` (loopback unless a token is set)", &o.HTTP, false},
+		{"http-token", "daemon: require this bearer `token` (or basic-auth password) on the status endpoint", &o.HTTPToken, false},
 		{"o365-tenant", "Office 365 target: Entra tenant `id` (or domain); enables app-only XOAUTH2 logins", &o.O365Tenant, false},
 		{"o365-client-id", "Office 365 target: the app registration's application (client) `id`", &o.O365ClientID, false},
 		{"o365-client-secret", "Office 365 target: the app's client `secret` (better in the config file, mode 600)", &o.O365ClientSecret, false},
@@ -116,6 +125,8 @@ func RegisterFlags(fs *pflag.FlagSet, o *Options) {
 			fs.BoolVar(p, op.name, *p, op.usage)
 		case *int:
 			fs.IntVar(p, op.name, *p, op.usage)
+		case *time.Duration:
+			fs.DurationVar(p, op.name, *p, op.usage)
 		case *[]string:
 			// StringArray, not StringSlice: regexps and folder names may hold commas.
 			fs.StringArrayVar(p, op.name, *p, op.usage)
@@ -234,6 +245,18 @@ func (o *Options) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		badf("log_level", "%q is not one of debug, info, warn, error", o.LogLevel)
+	}
+	if o.SyncInterval < 10*time.Second {
+		badf("sync_interval", "must be at least 10s, got %s", o.SyncInterval)
+	}
+	if o.HTTP != "" {
+		host, _, err := net.SplitHostPort(o.HTTP)
+		switch {
+		case err != nil:
+			badf("http", "want host:port, like 127.0.0.1:8025")
+		case o.HTTPToken == "" && !isLoopback(host):
+			badf("http", "%s is reachable from other machines: set http_token too", o.HTTP)
+		}
 	}
 	return errors.Join(errs...)
 }
