@@ -159,6 +159,7 @@ func TestValidate(t *testing.T) {
 			"max_items: must be at least 1, got 0",
 			"max_message_size: must be between 1 KiB and 150 MiB (the Office 365 limit), got 0 B",
 			`log_level: "" is not one of debug, info, warn, error`,
+			"sync_interval: must be at least 10s, got 0s",
 		}},
 		{"bad URLs", func(o *Options) {
 			o.Source, o.Target = "https://imap.example.com", "imaps://admin:hunter2@outlook.office365.com"
