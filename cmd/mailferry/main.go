@@ -23,6 +23,16 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// A second signal forces the exit that the first one started.
+		<-ctx.Done()
+		stop()
+		force := make(chan os.Signal, 1)
+		signal.Notify(force, os.Interrupt, syscall.SIGTERM)
+		<-force
+		fmt.Fprintln(os.Stderr, "mailferry: forced exit")
+		os.Exit(daemon.ExitFatal)
+	}()
 	err := newRoot().ExecuteContext(ctx)
 	if err == nil {
 		return
@@ -45,7 +55,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(syncCmd(), verifyCmd(), configCmd(), demoCmd())
+	root.AddCommand(syncCmd(), verifyCmd(), runCmd(), statusCmd(), reportCmd(), configCmd(), demoCmd())
 	return root
 }
 
@@ -90,6 +100,75 @@ Takes the same flags as sync. Exit codes: 0 equal, 3 differences found,
 	}
 	config.RegisterFlags(cmd.Flags(), &o)
 	return cmd
+}
+
+func runCmd() *cobra.Command {
+	o := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon in the foreground: keep every mailbox in sync, serve status",
+		Long: `Run the daemon in the foreground: every mailbox of the list is synced again
+every --sync-interval, the list is re-read when it changes (or on SIGHUP),
+and status, report and cutover reach the daemon through its data directory.
+SIGINT or SIGTERM stop it gracefully; a second one forces it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), &o); err != nil {
+				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+			}
+			return daemon.Run(cmd.Context(), &o, streams(), reloadSignals())
+		},
+	}
+	config.RegisterFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+func statusCmd() *cobra.Command {
+	o := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "status [MAILBOX]",
+		Short: "Show where every mailbox stands (from the running daemon, or the store)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := config.Resolve(cmd.Flags(), &o); err != nil {
+				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+			}
+			only := ""
+			if len(args) == 1 {
+				only = args[0]
+			}
+			return daemon.Status(cmd.Context(), &o, only, streams())
+		},
+	}
+	registerStoreFlags(cmd, &o)
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the status as JSON (stable, versioned)")
+	return cmd
+}
+
+func reportCmd() *cobra.Command {
+	o := config.Defaults()
+	var format string
+	cmd := &cobra.Command{
+		Use:   "report",
+		Short: "Print the migration report per mailbox and folder, with every skipped message",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), &o); err != nil {
+				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+			}
+			return daemon.ReportCmd(cmd.Context(), &o, format, streams())
+		},
+	}
+	registerStoreFlags(cmd, &o)
+	cmd.Flags().StringVar(&format, "format", "csv", "csv or json")
+	return cmd
+}
+
+// registerStoreFlags are the flags of commands that only need to find the
+// data directory.
+func registerStoreFlags(cmd *cobra.Command, o *config.Options) {
+	cmd.Flags().StringVar(&o.Config, "config", "", "read settings from this TOML `file`")
+	cmd.Flags().StringVar(&o.Data, "data", "", "the data `directory` of the migration")
 }
 
 func demoCmd() *cobra.Command {
