@@ -24,12 +24,12 @@ type State string
 
 // Mailbox states, as status shows them.
 const (
-	StateQueued     State = "queued"
-	StateSyncing    State = "syncing"
-	StateSynced     State = "synced"
-	StateFailed     State = "failed"
+	StateQueued      State = "queued"
+	StateSyncing     State = "syncing"
+	StateSynced      State = "synced"
+	StateFailed      State = "failed"
 	StateCuttingOver State = "cutting over"
-	StateCutOver    State = "cut over"
+	StateCutOver     State = "cut over"
 )
 
 // Scheduling: how long a failed mailbox waits (doubling up to the
