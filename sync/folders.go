@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -258,4 +259,26 @@ func legalTarget(path string, targetDelim rune) (string, string) {
 		sep = string(targetDelim)
 	}
 	return strings.Join(parts, sep), why
+}
+
+// safeFolderName is the fallback for a name the target refuses: every
+// character but letters, digits, space and "-_.,()&'" becomes "_" in each
+// part, and the last part gets " (migrated)" so that it can't be a
+// reserved name either.
+func safeFolderName(name string, delim rune) string {
+	sep := string(delim)
+	if delim == 0 {
+		sep = "/"
+	}
+	parts := strings.Split(name, sep)
+	for i, p := range parts {
+		parts[i] = strings.Map(func(r rune) rune {
+			if unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune(" -_.,()&'", r) {
+				return r
+			}
+			return '_'
+		}, p)
+	}
+	parts[len(parts)-1] += " (migrated)"
+	return strings.Join(parts, sep)
 }

@@ -116,3 +116,15 @@ func FuzzPlanFolders(f *testing.F) {
 		}
 	})
 }
+
+func TestSafeFolderName(t *testing.T) {
+	for in, want := range map[string]string{
+		"Files":           "Files (migrated)",
+		"a/b*c":           "a/b_c (migrated)",
+		"Projekt \"X\"/Ü": "Projekt _X_/Ü (migrated)",
+	} {
+		if got := safeFolderName(in, '/'); got != want {
+			t.Errorf("%q → %q, want %q", in, got, want)
+		}
+	}
+}

@@ -189,11 +189,23 @@ func (p *pass) prepareTargets(plans []FolderPlan) error {
 			pl.Target = name
 			continue
 		}
-		if err := p.tgt.Create(pl.Target, nil).Wait(); err != nil {
-			var ie *imap.Error
-			if errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
-				continue
+		err := p.tgt.Create(pl.Target, nil).Wait()
+		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
+			continue
+		}
+		if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+			// A name the target refuses: try the predictable safe form.
+			safe := safeFolderName(pl.Target, p.tgtDelim)
+			if _, taken := have[strings.ToLower(safe)]; !taken {
+				if err2 := p.tgt.Create(safe, nil).Wait(); err2 == nil {
+					p.log.Warn("target refused a folder name; renamed", zap.String("folder", pl.Source),
+						zap.String("refused", pl.Target), zap.String("target", safe), zap.NamedError("err", err))
+					pl.Target, err = safe, nil
+				}
 			}
+		}
+		if err != nil {
 			p.log.Error("creating target folder", zap.String("folder", pl.Source), zap.String("target", pl.Target), zap.NamedError("err", err))
 			pl.Skip = "target refused to create " + quote(pl.Target) + ": " + err.Error()
 			p.res.folder(pl.Source, pl.Target).SkipReason = pl.Skip
