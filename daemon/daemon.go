@@ -68,6 +68,11 @@ type tracked struct {
 	removed  bool
 	cancel   context.CancelFunc
 	last     *mfsync.MailboxResult
+	// active is when mail last moved (copied, or seen arriving): the IDLE
+	// watchers go to the most active mailboxes.
+	active time.Time
+	// again: new mail arrived during the running pass; run another at once.
+	again bool
 }
 
 // New opens the store and prepares the engine; Run starts the work.
@@ -111,6 +116,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		defer hs.Close()
 	}
+	go d.runWatchers(ctx)
 	d.log.Info("mailferry running", zap.Int("mailboxes", len(d.mailboxes)), zap.Duration("sync_interval", d.opts.SyncInterval))
 
 	var passes gosync.WaitGroup
@@ -269,6 +275,12 @@ func (d *Daemon) finished(t *tracked, res *mfsync.MailboxResult) {
 	case res.Err == nil:
 		t.failures, t.state = 0, StateSynced
 		t.next = time.Now().Add(interval + jitter)
+		if res.Copied > 0 {
+			t.active = time.Now()
+		}
+		if t.again {
+			t.next, t.again = time.Now(), false
+		}
 	default:
 		t.failures++
 		t.state = StateFailed

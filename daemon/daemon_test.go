@@ -129,7 +129,7 @@ func TestDaemon(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	o.HTTP = ln.Addr().String()
 	ln.Close()
-	d, stop := startDaemon(t, o, 2*time.Second)
+	d, stop := startDaemon(t, o, time.Hour)
 
 	synced := func(emails ...string) func() bool {
 		return func() bool {
@@ -154,9 +154,13 @@ func TestDaemon(t *testing.T) {
 		t.Fatalf("alice's target INBOX has %d messages", n)
 	}
 
-	// A new source message arrives within about one interval.
+	// With an hour's interval, a new source message still arrives at once:
+	// an IDLE watcher sees it.
+	time.Sleep(watchReview + time.Second)
 	seed(t, alice, "INBOX", 10, 1, 500)
-	waitFor(t, "the new message on the target", 10*time.Second, func() bool { return count(t, tgtAlice, "INBOX") == 11 })
+	start := time.Now()
+	waitFor(t, "the new message on the target", 5*time.Second, func() bool { return count(t, tgtAlice, "INBOX") == 11 })
+	t.Logf("new message reached the target after %v", time.Since(start))
 
 	// status and report through the control endpoint.
 	var out bytes.Buffer
@@ -196,7 +200,7 @@ func TestDaemon(t *testing.T) {
 		}
 		return names == "alice@example.com carol@example.com "
 	})
-	waitFor(t, "carol failed", 10*time.Second, func() bool {
+	waitFor(t, "carol failed", 20*time.Second, func() bool {
 		st, _ := d.Status("carol@example.com")
 		return len(st.Mailboxes) == 1 && st.Mailboxes[0].State == StateFailed
 	})

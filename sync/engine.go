@@ -125,6 +125,21 @@ func New(st store.Store, opts Options) *Engine {
 	}
 }
 
+// SourceSlot takes one of the source's connection slots for a connection
+// opened outside a pass (the daemon's IDLE watchers), so that the cap
+// holds for all connections. It fails when ctx is done, or at once when
+// wait is false and no slot is free.
+func (e *Engine) SourceSlot(ctx context.Context, wait bool) (release func(), ok bool) {
+	if !acquire(ctx, e.srcSem, wait) {
+		return nil, false
+	}
+	var once gosync.Once
+	return func() { once.Do(func() { <-e.srcSem }) }, true
+}
+
+// Source is the source server the engine copies from.
+func (e *Engine) Source() imapconn.Endpoint { return e.opts.Source }
+
 // PasswordLogin logs in to the target with the mailbox list's target
 // columns.
 func PasswordLogin(_ context.Context, c *imapclient.Client, mb config.Mailbox) error {
