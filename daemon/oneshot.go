@@ -145,3 +145,38 @@ func Verify(ctx context.Context, o *config.Options, out Streams) error {
 	}
 	return nil
 }
+
+// Preflight is `mailferry preflight`: every mailbox is checked, nothing is
+// copied; a table (or JSON) with one verdict per mailbox. Exit code 3 when
+// a mailbox cannot be migrated.
+func Preflight(ctx context.Context, o *config.Options, out Streams) error {
+	s, err := setup(o, out, false)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var results []*mfsync.PreflightResult
+	blocked := 0
+	for _, mb := range s.mailboxes {
+		r := s.engine.Preflight(ctx, mb)
+		if r.Verdict == mfsync.VerdictBlocked {
+			blocked++
+		}
+		results = append(results, r)
+	}
+	if o.JSON {
+		err = writeJSON(out.Stdout, struct {
+			Version   int                       `json:"version"`
+			Mailboxes []*mfsync.PreflightResult `json:"mailboxes"`
+		}{1, results})
+	} else {
+		err = writePreflightTable(out.Stdout, results)
+	}
+	if err != nil {
+		return Fatal(err)
+	}
+	if blocked > 0 || s.listErr != nil {
+		return &ExitError{Code: ExitIncomplete, Err: fmt.Errorf("%d of %d mailboxes cannot be migrated", blocked, len(results))}
+	}
+	return nil
+}

@@ -114,6 +114,14 @@ func TestSyncCommand(t *testing.T) {
 		}
 	}
 
+	// preflight: carol can't log in, so exit code 3 and her problem listed.
+	out.Reset()
+	err = Preflight(context.Background(), &o, Streams{Stdout: &out, Stderr: &errOut})
+	if !errors.As(err, &ee) || ee.Code != ExitIncomplete || !strings.Contains(out.String(), "cannot migrate") ||
+		!strings.Contains(out.String(), "problem: source: login") {
+		t.Fatalf("preflight: %v\n%s", err, out.String())
+	}
+
 	// A bad option is a usage error.
 	_, _, err = run(func(o *config.Options) { o.Source = "ftp://x" })
 	if !errors.As(err, &ee) || ee.Code != ExitUsage {

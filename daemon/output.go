@@ -164,3 +164,42 @@ func writeVerifyTable(w io.Writer, results []*mfsync.VerifyResult) error {
 	}
 	return tw.Flush()
 }
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writePreflightTable prints a verdict line per mailbox and its problems,
+// warnings and oversized messages below it.
+func writePreflightTable(w io.Writer, results []*mfsync.PreflightResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MAILBOX\tVERDICT\tFOLDERS\tMESSAGES\tSIZE\tOVER SIZE\tTO COPY\tTO COPY SIZE")
+	var blocked, warned int
+	var bytes, toCopy int64
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%s\n", r.Mailbox, r.Verdict, len(r.Folders), r.Messages, humanBytes(r.Bytes),
+			len(r.OverSize), r.ToCopy, humanBytes(r.ToCopyBytes))
+		for _, p := range r.Problems {
+			fmt.Fprintf(tw, "\t  problem: %s\n", p)
+		}
+		for _, x := range r.Warnings {
+			fmt.Fprintf(tw, "\t  warning: %s\n", x)
+		}
+		for _, m := range r.OverSize {
+			fmt.Fprintf(tw, "\t  too big: %s uid %d, %s, %s, %q\n", m.Folder, m.UID, m.Date.Format(time.DateOnly), humanBytes(m.Size), m.Subject)
+		}
+		switch r.Verdict {
+		case mfsync.VerdictBlocked:
+			blocked++
+		case mfsync.VerdictWarnings:
+			warned++
+		}
+		bytes += r.Bytes
+		toCopy += r.ToCopyBytes
+	}
+	fmt.Fprintf(tw, "TOTAL %d mailboxes\t%d cannot migrate, %d with warnings\t\t\t%s\t\t\t%s\n", len(results), blocked, warned,
+		humanBytes(bytes), humanBytes(toCopy))
+	return tw.Flush()
+}

@@ -165,7 +165,7 @@ func (p *pass) selectCandidates() ([]*srcMsg, error) {
 		}
 		for _, m := range w.newMsgs {
 			switch {
-			case !opts.Since.IsZero() && m.date.Before(opts.Since), !opts.Before.IsZero() && !m.date.Before(opts.Before):
+			case !p.inDateRange(m.date):
 				w.res.Filtered++
 			case m.size > opts.MaxMessageSize:
 				skips = append(skips, m)

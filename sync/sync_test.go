@@ -156,3 +156,33 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("after tampering: %+v", inbox)
 	}
 }
+
+func TestPreflight(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	create(t, c, "INBOX.Foo", "INBOX.foo", "INBOX.Files")
+	seedN(t, e, "INBOX", 5, 1000)
+	appendMsg(t, c, "INBOX.Foo", msg{id: "big@x", subject: "a big one", date: base, size: 200_000})
+	eng := e.engine(t, func(o *Options) { o.MaxMessageSize = 100_000 })
+	res := eng.Preflight(context.Background(), e.mb)
+	if res.Verdict != VerdictWarnings || res.Messages != 6 || len(res.OverSize) != 1 || res.OverSize[0].Subject != "a big one" || res.ToCopy != 5 {
+		t.Fatalf("preflight: %+v", res)
+	}
+	if len(res.Warnings) != 3 { // Foo/foo collision, reserved Files, the big message
+		t.Errorf("warnings: %q", res.Warnings)
+	}
+	// Nothing was copied, and the scratch folder is gone.
+	tgt := snapshot(t, e.tgt.Dial(t, user))
+	if len(tgt) != 0 {
+		t.Errorf("preflight left messages on the target: %v", tgt)
+	}
+	list, _ := e.tgt.Dial(t, user).List("", "mailferry-preflight-*", nil).Collect()
+	if len(list) != 0 {
+		t.Errorf("scratch folder left behind: %v", list)
+	}
+
+	e.mb.Password = "wrong"
+	if res := eng.Preflight(context.Background(), e.mb); res.Verdict != VerdictBlocked || len(res.Problems) != 1 {
+		t.Fatalf("wrong password: %+v", res)
+	}
+}

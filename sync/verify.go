@@ -142,7 +142,6 @@ func (p *pass) checkFolder(pl FolderPlan) (*FolderCheck, error) {
 	for _, m := range tgt {
 		pool[m.key] = append(pool[m.key], m)
 	}
-	opts := p.e.opts
 	for _, m := range src {
 		if ms := pool[m.key]; len(ms) > 0 {
 			pool[m.key] = ms[1:]
@@ -151,7 +150,7 @@ func (p *pass) checkFolder(pl FolderPlan) (*FolderCheck, error) {
 		switch {
 		case skipped[m.UID]:
 			fc.KnownSkipped++
-		case !opts.Since.IsZero() && m.Date.Before(opts.Since), !opts.Before.IsZero() && !m.Date.Before(opts.Before):
+		case !p.inDateRange(m.Date):
 			fc.OutsideFilter++
 		default:
 			fc.Missing = append(fc.Missing, m.VerifyItem)

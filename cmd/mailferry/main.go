@@ -55,7 +55,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(syncCmd(), verifyCmd(), runCmd(), statusCmd(), reportCmd(), configCmd(), demoCmd())
+	root.AddCommand(syncCmd(), verifyCmd(), preflightCmd(), runCmd(), statusCmd(), reportCmd(), configCmd(), demoCmd())
 	return root
 }
 
@@ -96,6 +96,29 @@ Takes the same flags as sync. Exit codes: 0 equal, 3 differences found,
 				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
 			}
 			return daemon.Verify(cmd.Context(), &o, streams())
+		},
+	}
+	config.RegisterFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+func preflightCmd() *cobra.Command {
+	o := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "preflight",
+		Short: "Check every mailbox before migrating: logins, rights, sizes, folder names; copies nothing",
+		Long: `Check every mailbox of the list without copying anything: log in to source
+and target, check that folders can be created on the target, count items and
+bytes per folder, list messages over the size limit, folders whose names the
+target won't take as they are, mailboxes over the item limit, and estimate the
+volume to copy. Takes the same flags as sync. Exit codes: 0 every mailbox can
+be migrated, 3 some cannot, 1 fatal error, 2 bad flags or config.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), &o); err != nil {
+				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+			}
+			return daemon.Preflight(cmd.Context(), &o, streams())
 		},
 	}
 	config.RegisterFlags(cmd.Flags(), &o)
