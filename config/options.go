@@ -41,6 +41,8 @@ type Options struct {
 	O365ClientSecret         Secret
 	O365Certificate, O365Key string // PEM files, instead of a secret
 	O365TokenURL             string // override for tests and sovereign clouds
+	DropMDNSent              bool   // leave $MDNSent off copies
+	DisarmReadReceipts       bool   // rename Disposition-Notification-To in copies
 	// The daemon (mailferry run).
 	SyncInterval time.Duration // how often each mailbox is synced again
 	HTTP         string        // status page and /metrics listen address
@@ -98,6 +100,8 @@ func (o *Options) options() []option {
 		{"report", "write a per-mailbox CSV report to this `file`", &o.Report, true},
 		{"json", "print the summary as JSON", &o.JSON, false},
 		{"log-level", "log `level`: debug, info, warn or error", &o.LogLevel, false},
+		{"drop-mdnsent", "leave the $MDNSent flag off copied messages (clients may ask about read receipts of old mail again)", &o.DropMDNSent, false},
+		{"disarm-read-receipts", "rename Disposition-Notification-To headers in copied messages, so clients don't prompt for receipts of old mail", &o.DisarmReadReceipts, false},
 		{"sync-interval", "daemon: sync every mailbox again after this long (jittered), e.g. 5m", &o.SyncInterval, false},
 		{"http", "daemon: serve the status page and /metrics on this `address` (loopback unless a token is set)", &o.HTTP, false},
 		{"http-token", "daemon: require this bearer `token` (or basic-auth password) on the status endpoint", &o.HTTPToken, false},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -88,6 +89,9 @@ func engineOptions(o *config.Options, log *zap.Logger) (mfsync.Options, error) {
 	}
 	return mfsync.Options{
 		TargetLogin:           login,
+		Exchange:              o.O365Tenant != "" || isExchangeHost(tgt.Host),
+		DropMDNSent:           o.DropMDNSent,
+		DisarmReadReceipts:    o.DisarmReadReceipts,
 		Source:                src,
 		Target:                tgt,
 		Parallel:              o.Parallel,
@@ -126,4 +130,15 @@ func OpenStore(dir string, log *zap.Logger) (store.Store, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	return store.Open(filepath.Join(dir, "store"), log)
+}
+
+// isExchangeHost recognises Exchange Online's IMAP endpoints.
+func isExchangeHost(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, suffix := range []string{"office365.com", "outlook.com", "office365.us", "partner.outlook.cn"} {
+		if host == suffix || strings.HasSuffix(host, "."+suffix) {
+			return true
+		}
+	}
+	return false
 }

@@ -294,6 +294,11 @@ func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) ([]*srcMsg,
 			return nil, fmt.Errorf("folder %q: append uid %d: %w", w.plan.Source, o.m.uid, o.err)
 		}
 	}
+	if p.e.opts.Exchange && copyErr == nil {
+		if err := p.flagAfterAppend(tgt, w, outcomes); err != nil {
+			return nil, err
+		}
+	}
 	if errors.Is(copyErr, errTargetClosed) {
 		var rest []*srcMsg
 		for _, m := range c.msgs {
@@ -387,11 +392,14 @@ func (p *pass) appendOne(tgt *conn, w *folderWork, msg *imapclient.FetchMessageD
 }
 
 func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, size int64, filter flagFilter, waits *gosync.WaitGroup, results chan<- appended) error {
-	flags, dropped := filter.apply(m.flags)
+	flags, dropped := filter.apply(p.e.appendFlags(m.flags))
 	if dropped > 0 {
 		p.mu.Lock()
 		w.res.KeywordsDropped += dropped
 		p.mu.Unlock()
+	}
+	if p.e.opts.DisarmReadReceipts {
+		body = disarmReceipts(body)
 	}
 	cmd := tgt.Append(w.plan.Target, size, &imap.AppendOptions{Flags: flags, Time: m.date})
 	_, err := io.Copy(cmd, body)
@@ -418,6 +426,30 @@ func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, 
 		data, err := cmd.Wait()
 		results <- appended{m: m, data: data, err: err}
 	})
+	return nil
+}
+
+// flagAfterAppend sets \Flagged with STORE on the messages just appended
+// with it: Outlook may not show a flag given at APPEND.
+func (p *pass) flagAfterAppend(tgt *conn, w *folderWork, outcomes []appended) error {
+	var set imap.UIDSet
+	for _, o := range outcomes {
+		if o.err == nil && o.data != nil && o.data.UID != 0 && slices.ContainsFunc(o.m.flags, func(f string) bool {
+			return strings.EqualFold(f, string(imap.FlagFlagged))
+		}) {
+			set.AddNum(o.data.UID)
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	if _, err := tgt.selectFolder(w.plan.Target, false, false); err != nil {
+		return fmt.Errorf("target SELECT %q: %w", w.plan.Target, err)
+	}
+	err := tgt.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close()
+	if err != nil {
+		return fmt.Errorf("target STORE \\Flagged in %q: %w", w.plan.Target, err)
+	}
 	return nil
 }
 

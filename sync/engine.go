@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -53,6 +55,16 @@ type Options struct {
 	// RecoverySettle is how long a target folder's UIDNEXT must stand still
 	// before recovery declares a pending message missing (default 5 s).
 	RecoverySettle time.Duration
+	// Exchange turns on Exchange Online's quirks: \Flagged is set again
+	// with STORE after APPEND (Outlook may not show it otherwise).
+	Exchange bool
+	// DropMDNSent leaves $MDNSent off copied messages, so that clients may
+	// ask again about read receipts of old mail. Off by default.
+	DropMDNSent bool
+	// DisarmReadReceipts renames Disposition-Notification-To headers of
+	// copied messages (same length, so sizes stay), so that clients don't
+	// prompt for receipts of old mail. Off by default.
+	DisarmReadReceipts bool
 	// Retries is how many times a mailbox whose pass failed with a temporary
 	// error is tried again within one Run (default 3).
 	Retries int
@@ -123,6 +135,15 @@ func New(st store.Store, opts Options) *Engine {
 		srcSem: make(chan struct{}, opts.SourceConnections),
 		tgtSem: make(chan struct{}, opts.TargetConnections),
 	}
+}
+
+// appendFlags are the source flags a copy carries, before the target's
+// PERMANENTFLAGS have their say.
+func (e *Engine) appendFlags(flags []string) []string {
+	if !e.opts.DropMDNSent {
+		return flags
+	}
+	return slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return strings.EqualFold(f, "$MDNSent") })
 }
 
 // SourceSlot takes one of the source's connection slots for a connection

@@ -3,6 +3,8 @@ package sync
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -184,5 +186,28 @@ func TestPreflight(t *testing.T) {
 	e.mb.Password = "wrong"
 	if res := eng.Preflight(context.Background(), e.mb); res.Verdict != VerdictBlocked || len(res.Problems) != 1 {
 		t.Fatalf("wrong password: %+v", res)
+	}
+}
+
+func TestExchangeOptions(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	appendMsg(t, c, "INBOX", msg{id: "r@x", subject: "please confirm", date: base, size: 800,
+		extra: "Disposition-Notification-To: bob@example.com\r\n"}, imap.FlagFlagged, "$MDNSent")
+	e.pass(t, func(o *Options) { o.Exchange, o.DropMDNSent, o.DisarmReadReceipts = true, true, true })
+	tc := e.tgt.Dial(t, user)
+	if _, err := tc.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	section := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := tc.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("%v %d", err, len(msgs))
+	}
+	m := msgs[0]
+	body := string(m.FindBodySection(section))
+	if !slices.Contains(m.Flags, imap.FlagFlagged) || slices.Contains(m.Flags, "$MDNSent") ||
+		strings.Contains(body, "Disposition-Notification-To") || !strings.Contains(body, "X-MF-Receipt-Request-Disarm: bob@example.com") {
+		t.Fatalf("flags %v, body:\n%s", m.Flags, body)
 	}
 }
