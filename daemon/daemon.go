@@ -53,6 +53,9 @@ type Daemon struct {
 
 	mu        gosync.Mutex
 	mailboxes map[string]*tracked
+	// parallel is how many passes may run now: halved when the target
+	// throttles, raised back a little after each good pass (AIMD).
+	parallel float64
 	listMod   time.Time
 	wake      chan struct{}
 	started   time.Time
@@ -80,7 +83,8 @@ func New(o *config.Options, log *zap.Logger) (*Daemon, error) {
 	if err := o.Validate(); err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
 	}
-	d := &Daemon{opts: *o, log: log, mailboxes: map[string]*tracked{}, wake: make(chan struct{}, 1), metrics: newMetrics()}
+	d := &Daemon{opts: *o, log: log, mailboxes: map[string]*tracked{}, wake: make(chan struct{}, 1), metrics: newMetrics(),
+		parallel: float64(o.Parallel)}
 	opts, err := engineOptions(o, log)
 	if err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
@@ -238,7 +242,7 @@ func (d *Daemon) startDue(ctx context.Context, passes *gosync.WaitGroup) {
 		}
 	}
 	slices.SortFunc(due, func(a, b *tracked) int { return a.next.Compare(b.next) })
-	for _, t := range due[:min(len(due), max(d.opts.Parallel-running, 0))] {
+	for _, t := range due[:min(len(due), max(int(d.parallel)-running, 0))] {
 		pctx, cancel := context.WithCancel(ctx)
 		t.running, t.cancel, t.state = true, cancel, StateSyncing
 		mb := t.mb
@@ -278,6 +282,7 @@ func (d *Daemon) finished(t *tracked, res *mfsync.MailboxResult) {
 		if res.Copied > 0 {
 			t.active = time.Now()
 		}
+		d.parallel = min(d.parallel+0.1, float64(d.opts.Parallel))
 		if t.again {
 			t.next, t.again = time.Now(), false
 		}
@@ -288,6 +293,8 @@ func (d *Daemon) finished(t *tracked, res *mfsync.MailboxResult) {
 		if throttle, ok := imapconn.ThrottleDelay(res.Err); ok {
 			delay = throttle + jitter/10
 			d.metrics.throttled()
+			d.parallel = max(d.parallel/2, 1)
+			d.log.Warn("target throttles: fewer mailboxes at once", zap.Int("parallel", int(d.parallel)))
 		} else if !imapconn.IsTemporary(res.Err) {
 			delay = permanentBackoff
 		}
