@@ -12,9 +12,10 @@ import (
 // Keys are a kind byte, then NUL-separated names (IMAP names and addresses
 // never contain NUL), then big-endian numbers so that messages sort by UID.
 const (
-	kindMailbox = 'b'
-	kindFolder  = 'f'
-	kindMessage = 'm'
+	kindMailbox  = 'b'
+	kindFolder   = 'f'
+	kindMessage  = 'm'
+	kindVerifier = 'v'
 )
 
 func checkName(names ...string) error {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -118,6 +119,21 @@ func (s *kvStore) DeleteFolder(mailbox, folder string) error {
 			return err
 		}
 	}
+}
+
+func (s *kvStore) Verifier(email string) (string, error) {
+	val, err := s.kv.get(key(kindVerifier, email))
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	return string(val), err
+}
+
+func (s *kvStore) SetVerifier(email, verifier string) error {
+	if err := checkName(email); err != nil {
+		return err
+	}
+	return s.kv.update(func(w kvWriter) error { return w.set(key(kindVerifier, email), []byte(verifier)) })
 }
 
 type stopScan struct{}

@@ -37,6 +37,12 @@ type Store interface {
 	// DeleteFolder removes a folder and every message recorded under it, in
 	// as many commits as needed.
 	DeleteFolder(mailbox, folder string) error
+	// Verifier returns the password verifier recorded for a mailbox (a
+	// salted slow hash the proxy checks logins against after cutover), or
+	// "" when there is none.
+	Verifier(email string) (string, error)
+	// SetVerifier records a mailbox's password verifier.
+	SetVerifier(email, verifier string) error
 	// Close flushes and releases the store.
 	Close() error
 }

@@ -106,6 +106,15 @@ func TestStore(t *testing.T) {
 			if !errors.Is(err, boom) || count(t, s, "a@x", "INBOX", 9) != 2 {
 				t.Fatalf("failed Update committed something (err %v)", err)
 			}
+			if v, err := s.Verifier("a@x"); v != "" || err != nil {
+				t.Fatalf("no verifier yet: %q %v", v, err)
+			}
+			if err := s.SetVerifier("a@x", "$argon2id$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA"); err != nil {
+				t.Fatal(err)
+			}
+			if v, _ := s.Verifier("a@x"); v != "$argon2id$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA" {
+				t.Fatalf("verifier %q", v)
+			}
 			if err := s.Update(func(tx Tx) error { return tx.PutFolder(Folder{Mailbox: "a\x00b", Name: "x"}) }); err == nil {
 				t.Fatal("NUL in a name was accepted")
 			}
