@@ -56,9 +56,9 @@ type Daemon struct {
 	// parallel is how many passes may run now: halved when the target
 	// throttles, raised back a little after each good pass (AIMD).
 	parallel float64
-	listMod   time.Time
-	wake      chan struct{}
-	started   time.Time
+	listMod  time.Time
+	wake     chan struct{}
+	started  time.Time
 }
 
 // tracked is the daemon's view of one mailbox.
@@ -84,7 +84,7 @@ func New(o *config.Options, log *zap.Logger) (*Daemon, error) {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
 	}
 	d := &Daemon{opts: *o, log: log, mailboxes: map[string]*tracked{}, wake: make(chan struct{}, 1), metrics: newMetrics(),
-		parallel: float64(o.Parallel)}
+		parallel: float64(o.Parallel), started: time.Now()}
 	opts, err := engineOptions(o, log)
 	if err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
@@ -106,7 +106,6 @@ func New(o *config.Options, log *zap.Logger) (*Daemon, error) {
 // in-flight ones are cancelled (what they sent is resolved by the next
 // pass's recovery), and the store is closed.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.started = time.Now()
 	defer d.store.Close()
 	ctl, err := d.serveControl(ctx)
 	if err != nil {

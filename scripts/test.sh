@@ -13,6 +13,12 @@ if [ ! -x /usr/sbin/dovecot ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dovecot-imapd >/dev/null
 fi
 
+if [ ! -x /usr/bin/chromium ]; then
+	echo "test.sh: installing chromium (headless, for the status page test)" >&2
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
 go vet ./...
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
