@@ -43,6 +43,10 @@ type Options struct {
 	O365TokenURL             string // override for tests and sovereign clouds
 	DropMDNSent              bool   // leave $MDNSent off copies
 	DisarmReadReceipts       bool   // rename Disposition-Notification-To in copies
+	// The proxy.
+	Listen         string // implicit-TLS listener, e.g. ":993"
+	ListenStartTLS string // listener with STARTTLS, e.g. ":143"
+	Cert, Key      string // PEM files; empty: a self-signed certificate in the data directory
 	// The daemon (mailferry run).
 	SyncInterval time.Duration // how often each mailbox is synced again
 	HTTP         string        // status page and /metrics listen address
@@ -102,6 +106,10 @@ func (o *Options) options() []option {
 		{"log-level", "log `level`: debug, info, warn or error", &o.LogLevel, false},
 		{"drop-mdnsent", "leave the $MDNSent flag off copied messages (clients may ask about read receipts of old mail again)", &o.DropMDNSent, false},
 		{"disarm-read-receipts", "rename Disposition-Notification-To headers in copied messages, so clients don't prompt for receipts of old mail", &o.DisarmReadReceipts, false},
+		{"listen", "proxy: accept IMAP clients with implicit TLS on this `address`, e.g. :993", &o.Listen, false},
+		{"listen-starttls", "proxy: accept IMAP clients with STARTTLS on this `address`, e.g. :143 (clients must start TLS before logging in, except on loopback)", &o.ListenStartTLS, false},
+		{"cert", "proxy: TLS certificate chain, PEM `file` (default: a self-signed one kept in the data directory)", &o.Cert, true},
+		{"key", "proxy: TLS private key, PEM `file`", &o.Key, true},
 		{"sync-interval", "daemon: sync every mailbox again after this long (jittered), e.g. 5m", &o.SyncInterval, false},
 		{"http", "daemon: serve the status page and /metrics on this `address` (loopback unless a token is set)", &o.HTTP, false},
 		{"http-token", "daemon: require this bearer `token` (or basic-auth password) on the status endpoint", &o.HTTPToken, false},
@@ -249,6 +257,16 @@ func (o *Options) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		badf("log_level", "%q is not one of debug, info, warn, error", o.LogLevel)
+	}
+	if (o.Cert == "") != (o.Key == "") {
+		badf("cert", "cert and key go together")
+	}
+	for _, l := range []struct{ key, addr string }{{"listen", o.Listen}, {"listen_starttls", o.ListenStartTLS}} {
+		if l.addr != "" {
+			if _, _, err := net.SplitHostPort(l.addr); err != nil {
+				badf(l.key, "want host:port or :port, like :993")
+			}
+		}
 	}
 	if o.SyncInterval < 10*time.Second {
 		badf("sync_interval", "must be at least 10s, got %s", o.SyncInterval)

@@ -17,8 +17,9 @@ import (
 	"github.com/mailferry/mailferry/config"
 )
 
-// Run is `mailferry run`: the daemon in the foreground until ctx is done.
-func Run(ctx context.Context, o *config.Options, out Streams, reload <-chan struct{}) error {
+// Run is `mailferry run` (and, with proxyOnly, `mailferry proxy`): the
+// daemon in the foreground until ctx is done.
+func Run(ctx context.Context, o *config.Options, out Streams, reload <-chan struct{}, proxyOnly bool) error {
 	log, err := NewLogger(out.Stderr, o.LogLevel, out.interactive())
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
@@ -27,6 +28,10 @@ func Run(ctx context.Context, o *config.Options, out Streams, reload <-chan stru
 	d, err := New(o, log)
 	if err != nil {
 		return err
+	}
+	d.proxyOnly = proxyOnly
+	if proxyOnly && o.Listen == "" && o.ListenStartTLS == "" {
+		return &ExitError{Code: ExitUsage, Err: errors.New("the proxy needs --listen or --listen-starttls")}
 	}
 	go func() {
 		for range reload {
@@ -152,4 +157,54 @@ func ReportCmd(ctx context.Context, o *config.Options, format string, out Stream
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// CutoverCmd is `mailferry cutover`: through the running daemon (which
+// holds the proxy), or on its own when none runs.
+func CutoverCmd(ctx context.Context, o *config.Options, req CutoverRequest, out Streams) error {
+	if len(req.Mailboxes) == 0 && !req.All {
+		return &ExitError{Code: ExitUsage, Err: errors.New("name the mailboxes to cut over, or --all, or --mailboxes-file")}
+	}
+	var rep *CutoverReply
+	if cc, err := dialControl(o.Data); err == nil {
+		rep = &CutoverReply{}
+		if err := cc.call(ctx, "POST", "/cutover", req, rep); err != nil {
+			return err
+		}
+	} else {
+		log, err := NewLogger(out.Stderr, o.LogLevel, out.interactive())
+		if err != nil {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		if rep, err = offlineCutover(ctx, o, req, log); err != nil {
+			var ue *usageError
+			if errors.As(err, &ue) {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			return err
+		}
+	}
+	failed := 0
+	if o.JSON {
+		if err := writeJSON(out.Stdout, rep); err != nil {
+			return Fatal(err)
+		}
+	}
+	tw := tabwriter.NewWriter(out.Stdout, 0, 0, 2, ' ', 0)
+	if !o.JSON {
+		fmt.Fprintln(tw, "MAILBOX\tROUTE\tSESSIONS ENDED\tFINAL COPY\tTOOK\tERROR")
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			failed++
+		}
+		if !o.JSON {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", r.Mailbox, r.Route, r.Kicked, r.Copied, r.Duration.Round(time.Millisecond), r.Error)
+		}
+	}
+	tw.Flush()
+	if failed > 0 {
+		return &ExitError{Code: ExitIncomplete, Err: fmt.Errorf("%d of %d cutovers failed", failed, len(rep.Results))}
+	}
+	return nil
 }

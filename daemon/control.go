@@ -51,6 +51,7 @@ func (d *Daemon) serveControl(ctx context.Context) (io.Closer, error) {
 		rep, err := BuildReport(d.store, st)
 		reply(w, rep, err)
 	})
+	mux.HandleFunc("POST /"+controlVersion+"/cutover", d.handleCutover)
 	mux.HandleFunc("POST /"+controlVersion+"/reload", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"result": "reloaded"}, d.Reload())
 	})
@@ -66,6 +67,14 @@ func (d *Daemon) serveControl(ctx context.Context) (io.Closer, error) {
 		os.Remove(path)
 		return err
 	}), nil
+}
+
+// decodeJSON reads a request's JSON body, refusing unknown fields so that a
+// newer client's request is not half understood.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 type closerFunc func() error

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailferry/mailferry/config"
 	"github.com/mailferry/mailferry/imapconn"
+	"github.com/mailferry/mailferry/proxy"
 	"github.com/mailferry/mailferry/store"
 	mfsync "github.com/mailferry/mailferry/sync"
 )
@@ -49,7 +50,11 @@ type Daemon struct {
 	log     *zap.Logger
 	store   store.Store
 	engine  *mfsync.Engine
+	engOpts mfsync.Options
 	metrics *Metrics
+	proxy   *proxy.Server // nil without listeners
+	// proxyOnly: `mailferry proxy` serves clients and cutovers, no syncing.
+	proxyOnly bool
 
 	mu        gosync.Mutex
 	mailboxes map[string]*tracked
@@ -94,7 +99,7 @@ func New(o *config.Options, log *zap.Logger) (*Daemon, error) {
 	if d.store, err = OpenStore(o.Data, log); err != nil {
 		return nil, Fatal(err)
 	}
-	d.engine = mfsync.New(d.store, opts)
+	d.engine, d.engOpts = mfsync.New(d.store, opts), opts
 	if err := d.reloadList(); err != nil {
 		d.store.Close()
 		return nil, Fatal(err)
@@ -112,6 +117,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return Fatal(err)
 	}
 	defer ctl.Close()
+	if d.opts.Listen != "" || d.opts.ListenStartTLS != "" {
+		if err := d.startProxy(ctx); err != nil {
+			return Fatal(err)
+		}
+	}
 	if d.opts.HTTP != "" {
 		hs, err := d.serveHTTP(ctx)
 		if err != nil {
@@ -119,7 +129,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		defer hs.Close()
 	}
-	go d.runWatchers(ctx)
+	if !d.proxyOnly {
+		go d.runWatchers(ctx)
+	}
 	d.log.Info("mailferry running", zap.Int("mailboxes", len(d.mailboxes)), zap.Duration("sync_interval", d.opts.SyncInterval))
 
 	var passes gosync.WaitGroup
@@ -128,7 +140,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	listCheck := time.NewTicker(listCheckInterval)
 	defer listCheck.Stop()
 	for ctx.Err() == nil {
-		d.startDue(ctx, &passes)
+		if !d.proxyOnly {
+			d.startDue(ctx, &passes)
+		}
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
@@ -197,6 +211,9 @@ func (d *Daemon) reloadList() error {
 				d.mailboxes[mb.Email] = t
 			}
 			t.state, t.next, t.removed = StateQueued, time.Now(), false
+			if m, err := d.store.Mailbox(mb.Email); err == nil && m.Route == store.RouteTarget {
+				t.state = StateCutOver // its users work on the target: no more syncing
+			}
 			added++
 		}
 		t.mb = mb

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/mailferry/mailferry/config"
 	"github.com/mailferry/mailferry/daemon"
@@ -55,7 +56,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(syncCmd(), verifyCmd(), preflightCmd(), runCmd(), statusCmd(), reportCmd(), configCmd(), demoCmd())
+	root.AddCommand(syncCmd(), verifyCmd(), preflightCmd(), runCmd(), proxyCmd(), cutoverCmd(), statusCmd(), reportCmd(), configCmd(), demoCmd())
 	return root
 }
 
@@ -139,10 +140,75 @@ SIGINT or SIGTERM stop it gracefully; a second one forces it.`,
 			if err := config.Resolve(cmd.Flags(), &o); err != nil {
 				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
 			}
-			return daemon.Run(cmd.Context(), &o, streams(), reloadSignals())
+			return daemon.Run(cmd.Context(), &o, streams(), reloadSignals(), false)
 		},
 	}
 	config.RegisterFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+func proxyCmd() *cobra.Command {
+	o := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run only the IMAP proxy: users reach the old server until their cutover, then Office 365",
+		Long: `Run only the IMAP proxy (no syncing; mailferry run does both). Users point
+their mail clients at it with the login they had on the old server. Before
+their cutover they see the old server, after it the target. cutover,
+status and report reach it through the data directory.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), &o); err != nil {
+				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+			}
+			return daemon.Run(cmd.Context(), &o, streams(), reloadSignals(), true)
+		},
+	}
+	config.RegisterFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+func cutoverCmd() *cobra.Command {
+	o := config.Defaults()
+	var req daemon.CutoverRequest
+	var batch string
+	cmd := &cobra.Command{
+		Use:   "cutover [MAILBOX...]",
+		Short: "Send mailboxes' users to the target: hold logins, end sessions, final sync, flip the route",
+		Long: `Cut mailboxes over to the target, one after the other: new logins of the
+user wait (NO [UNAVAILABLE]), open sessions get BYE, a final delta sync runs,
+the route flips in the store, and logins go to the target from then on.
+--rollback sends users back to the source. Works through the running daemon
+(run or proxy), or on its own when none runs. Exit codes: 0 all done, 3 some
+cutovers failed (those mailboxes stay where they were), 1 fatal, 2 usage.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// Here --mailboxes names a batch, not the list: resolve the
+			// config file against the other flags only.
+			fs := pflag.NewFlagSet("cutover", pflag.ContinueOnError)
+			for _, name := range []string{"config", "data", "json"} {
+				fs.AddFlag(cmd.Flags().Lookup(name))
+			}
+			if err := config.Resolve(fs, &o); err != nil {
+				return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+			}
+			req.Mailboxes = args
+			if batch != "" {
+				list, err := config.LoadMailboxes(batch)
+				if err != nil {
+					return &daemon.ExitError{Code: daemon.ExitUsage, Err: err}
+				}
+				for _, mb := range list {
+					req.Mailboxes = append(req.Mailboxes, mb.Email)
+				}
+			}
+			return daemon.CutoverCmd(cmd.Context(), &o, req, streams())
+		},
+	}
+	registerStoreFlags(cmd, &o)
+	cmd.Flags().BoolVar(&req.All, "all", false, "cut over every mailbox of the list")
+	cmd.Flags().BoolVar(&req.Rollback, "rollback", false, "send the users back to the source")
+	cmd.Flags().StringVar(&batch, "mailboxes", "", "cut over the mailboxes of this `CSV` (same format as the mailbox list)")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the results as JSON")
 	return cmd
 }
 
