@@ -75,17 +75,18 @@ const unitTemplate = `# mailferry: keeps every mailbox of the list in sync with 
 # proxies IMAP meanwhile. Logs: /var/log/mailferry/mailferry.log (JSON);
 # start, stop and fatal errors also in the journal (journalctl -u mailferry).
 #
-# Hardened: the daemon runs as its own user, without privileges, and sees the
-# file system read-only except its data directory (ReadWritePaths; the "-"
-# lets the unit start when it is missing, and the daemon then says so),
-# /var/lib/mailferry and /var/log/mailferry. Change settings with
-# "systemctl edit mailferry", e.g. for a data directory elsewhere:
+# Hardened: the daemon runs as its own user with one privilege, binding the
+# IMAP ports below 1024 (143, 993) for the proxy, and sees the file system
+# read-only except its data directory (ReadWritePaths; the "-" lets the unit
+# start when it is missing, and the daemon then says so), /var/lib/mailferry
+# and /var/log/mailferry. Change settings with "systemctl edit mailferry",
+# e.g. for a data directory elsewhere:
 #     [Service]
 #     ReadWritePaths=/srv/mailferry
-# or, for the IMAP proxy to listen on ports below 1024 (143, 993):
+# or, without the proxy on low ports, no privilege at all:
 #     [Service]
-#     AmbientCapabilities=CAP_NET_BIND_SERVICE
-#     CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+#     AmbientCapabilities=
+#     CapabilityBoundingSet=
 
 [Unit]
 Description=mailferry IMAP to Office 365 migration daemon and proxy
@@ -114,8 +115,8 @@ LogsDirectoryMode=0750
 ReadWritePaths=-@DATA@
 
 NoNewPrivileges=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+AmbientCapabilities=CAP_NET_BIND_SERVICE
 ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes

@@ -372,3 +372,15 @@ func TestServiceProgramFatal(t *testing.T) {
 		t.Errorf("log file:\n%s", text)
 	}
 }
+
+// The packages install packaging/users.csv.sample as the model of
+// /etc/mailferry/users.csv: it must load as it is.
+func TestServicePackagingSampleCSV(t *testing.T) {
+	list, err := config.LoadMailboxes(filepath.Join("..", "packaging", "users.csv.sample"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 5 {
+		t.Errorf("%d mailboxes, want 5", len(list))
+	}
+}

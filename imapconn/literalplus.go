@@ -2,6 +2,7 @@ package imapconn
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"strconv"
 	gosync "sync"
@@ -19,9 +20,9 @@ import (
 // stream, so the data follows at once.
 //
 // To find response boundaries it follows the server's stream (lines and the
-// literals inside them); to find literal announcements, the client's. A
-// reader goroutine pumps the socket so that an injected "+" can reach a
-// client blocked in Read.
+// literals inside them); to find literal announcements, the client's. Reads
+// go straight to the socket into the caller's buffer; when a "+" is owed
+// while the client is blocked reading, a read deadline in the past wakes it.
 type literalPlusConn struct {
 	net.Conn
 	enabled atomic.Bool
@@ -29,25 +30,22 @@ type literalPlusConn struct {
 	wmu   gosync.Mutex
 	wscan streamScanner // the client's command stream
 
-	mu       gosync.Mutex
-	cond     *gosync.Cond
-	buf      []byte // server bytes not yet delivered
-	rerr     error
-	pumping  bool
-	inject   int           // "+" lines owed to the client
-	rscan    streamScanner // the server's response stream
-	closed   bool
-	deadline time.Time
+	mu          gosync.Mutex
+	rscan       streamScanner // the server's response stream
+	inject      int           // "+" lines owed to the client
+	injecting   []byte        // the rest of a "+" line being delivered
+	pend        []byte        // server bytes read past a boundary, not yet delivered
+	pendBuf     []byte        // pend's storage, reused
+	rerr        error         // an error that came with the last bytes read
+	reading     bool          // a Read waits in the socket
+	interrupted bool          // a past deadline was set to wake it
+	deadline    time.Time     // the client's read deadline
 }
-
-// pumpLimit bounds what the pump reads ahead of the client.
-const pumpLimit = 256 << 10
 
 var continuation = []byte("+ \r\n")
 
 func newLiteralPlusConn(c net.Conn) *literalPlusConn {
 	lc := &literalPlusConn{Conn: c}
-	lc.cond = gosync.NewCond(&lc.mu)
 	lc.rscan.lineStart = true
 	lc.wscan.lineStart = true
 	return lc
@@ -79,7 +77,10 @@ func (c *literalPlusConn) Write(p []byte) (int, error) {
 	if converted > 0 {
 		c.mu.Lock()
 		c.inject += converted
-		c.cond.Broadcast()
+		if c.reading && !c.interrupted {
+			c.interrupted = true
+			c.Conn.SetReadDeadline(time.Unix(1, 0))
+		}
 		c.mu.Unlock()
 	}
 	if _, err := c.Conn.Write(out); err != nil {
@@ -93,96 +94,85 @@ func (c *literalPlusConn) Write(p []byte) (int, error) {
 func (c *literalPlusConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.pumping {
-		c.pumping = true
-		go c.pump()
-	}
 	for {
-		if c.inject > 0 && c.rscan.atBoundary() {
+		if len(c.injecting) == 0 && c.inject > 0 && c.rscan.atBoundary() {
 			c.inject--
-			return copy(p, continuation), nil // bufio's buffer is far larger than 4 bytes
+			c.injecting = continuation
 		}
-		if len(c.buf) > 0 {
-			limit := min(len(c.buf), len(p))
-			n := 0
-			for n < limit {
-				k, _ := c.rscan.next(c.buf[n:limit])
-				n += k
-				if c.inject > 0 && c.rscan.atBoundary() {
-					break
-				}
-			}
-			copy(p, c.buf[:n])
-			c.buf = c.buf[n:]
-			c.cond.Broadcast() // room for the pump
+		if len(c.injecting) > 0 {
+			n := copy(p, c.injecting)
+			c.injecting = c.injecting[n:]
+			return n, nil
+		}
+		if len(c.pend) > 0 {
+			n := c.scanUpTo(c.pend[:min(len(c.pend), len(p))])
+			copy(p, c.pend[:n])
+			c.pend = c.pend[n:]
 			return n, nil
 		}
 		if c.rerr != nil {
-			return 0, c.rerr
+			err := c.rerr
+			c.rerr = nil
+			return 0, err
 		}
-		if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
-			return 0, errTimeout{}
-		}
-		c.cond.Wait()
-	}
-}
-
-func (c *literalPlusConn) pump() {
-	b := make([]byte, 32<<10)
-	for {
-		n, err := c.Conn.Read(b)
-		c.mu.Lock()
-		c.buf = append(c.buf, b[:n]...)
-		if err != nil {
-			c.rerr = err
-		}
-		c.cond.Broadcast()
-		for err == nil && len(c.buf) >= pumpLimit && !c.closed {
-			c.cond.Wait()
-		}
+		c.reading = true
 		c.mu.Unlock()
-		if err != nil {
-			return
+		n, err := c.Conn.Read(p)
+		c.mu.Lock()
+		c.reading = false
+		if n > 0 {
+			k := c.scanUpTo(p[:n])
+			c.pend = append(c.pendBuf[:0], p[k:n]...)
+			c.pendBuf = c.pend[:0]
+			c.rerr = err
+			if k > 0 {
+				return k, nil
+			}
+			continue // a "+" goes first
 		}
+		var ne net.Error
+		if c.interrupted && errors.As(err, &ne) && ne.Timeout() {
+			c.interrupted = false
+			c.Conn.SetReadDeadline(c.deadline)
+			continue
+		}
+		return 0, err
 	}
 }
 
-// SetReadDeadline applies to the client's Read, not to the pump: the pump
-// must keep reading while the client waits.
+// scanUpTo advances the server stream over b and returns how much of b
+// may go to the client now: all of it, unless a "+" is owed and a response
+// boundary comes first.
+func (c *literalPlusConn) scanUpTo(b []byte) int {
+	n := 0
+	for n < len(b) {
+		if c.inject > 0 && c.rscan.atBoundary() {
+			break
+		}
+		k, _ := c.rscan.next(b[n:])
+		n += k
+	}
+	return n
+}
+
+// SetReadDeadline records the client's deadline; while a wake-up deadline
+// is in force, the client's is restored after it.
 func (c *literalPlusConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.deadline = t
-	c.cond.Broadcast()
-	c.mu.Unlock()
-	if !t.IsZero() {
-		// Wake a waiting Read when the deadline passes.
-		time.AfterFunc(time.Until(t), func() {
-			c.mu.Lock()
-			c.cond.Broadcast()
-			c.mu.Unlock()
-		})
+	if c.interrupted {
+		return nil
 	}
-	return nil
+	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *literalPlusConn) SetDeadline(t time.Time) error {
-	c.SetReadDeadline(t)
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
 	return c.Conn.SetWriteDeadline(t)
 }
-
-func (c *literalPlusConn) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	c.cond.Broadcast()
-	c.mu.Unlock()
-	return c.Conn.Close()
-}
-
-type errTimeout struct{}
-
-func (errTimeout) Error() string   { return "i/o timeout" }
-func (errTimeout) Timeout() bool   { return true }
-func (errTimeout) Temporary() bool { return true }
 
 // streamScanner follows an IMAP stream (either direction): lines that may
 // carry literals "{N}", "{N+}" or "~{N}" at their ends, followed by N bytes

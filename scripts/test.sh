@@ -26,4 +26,6 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 GOOS=windows go build ./...
+# The .deb installs, and the installed binary runs.
+./scripts/package.sh --check
 go test -race -count=1 -timeout 20m ./...

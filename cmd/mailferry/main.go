@@ -56,7 +56,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(syncCmd(), verifyCmd(), preflightCmd(), runCmd(), proxyCmd(), cutoverCmd(), statusCmd(), reportCmd(), configCmd(), demoCmd())
+	root.AddCommand(serviceCmd(), syncCmd(), verifyCmd(), preflightCmd(), runCmd(), proxyCmd(), cutoverCmd(), statusCmd(), reportCmd(), configCmd(), demoCmd())
 	return root
 }
 
