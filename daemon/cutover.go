@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 
@@ -138,48 +139,54 @@ func (d *Daemon) flip(ctx context.Context, mb config.Mailbox, rollback bool, res
 		return store.RouteSource, err
 	}
 	m.Email = mb.Email
+	want := store.RouteTarget
 	if rollback {
-		m.Route = store.RouteSource
-		return m.Route, d.store.Update(func(tx store.Tx) error { return tx.PutMailbox(m) })
+		want = store.RouteSource
 	}
-	if m.Route == store.RouteTarget {
+	if m.Route == want {
 		return m.Route, nil
 	}
-	log.Info("cutover: final sync")
-	sr := d.engine.SyncMailbox(ctx, mb)
-	d.metrics.MailboxDone(sr)
-	res.Copied = sr.Copied
-	if sr.Err != nil {
-		return store.RouteSource, fmt.Errorf("final sync: %w", sr.Err)
+	if !rollback {
+		log.Info("cutover: final sync")
+		sr := d.engine.SyncMailbox(ctx, mb)
+		d.metrics.MailboxDone(sr)
+		res.Copied = sr.Copied
+		if sr.Err != nil {
+			return m.Route, fmt.Errorf("final sync: %w", sr.Err)
+		}
+		if m, err = d.store.Mailbox(mb.Email); err != nil { // the pass updated its counters
+			return store.RouteSource, err
+		}
 	}
-	floor, err := uidValidityFloor(d.store, mb.Email, m.UIDValidityFloor)
+	floor, err := uidValidityFloor(d.store, m)
 	if err != nil {
-		return store.RouteSource, err
+		return m.Route, err
 	}
-	m, err = d.store.Mailbox(mb.Email) // the final pass updated its counters
-	if err != nil {
-		return store.RouteSource, err
+	old := m.Route
+	m.Route, m.UIDValidityFloor = want, floor
+	if err := d.store.Update(func(tx store.Tx) error { return tx.PutMailbox(m) }); err != nil {
+		return old, err
 	}
-	m.Route, m.UIDValidityFloor = store.RouteTarget, floor
-	return m.Route, d.store.Update(func(tx store.Tx) error { return tx.PutMailbox(m) })
+	return want, nil
 }
 
-// uidValidityFloor is the floor that keeps every UIDVALIDITY the user sees
-// after the cutover above every one seen before: the source's, and after an
-// earlier cutover and rollback, the ones the proxy showed then.
-func uidValidityFloor(st store.Store, email string, oldFloor uint32) (uint32, error) {
-	folders, err := st.Folders(email)
+// uidValidityFloor is the floor for the route m is about to leave: the
+// largest UIDVALIDITY the proxy may have shown on it, so that every value
+// shown after the flip is higher.
+func uidValidityFloor(st store.Store, m store.Mailbox) (uint32, error) {
+	folders, err := st.Folders(m.Email)
 	if err != nil {
 		return 0, err
 	}
-	var seen uint32
+	var seen uint64
 	for _, f := range folders {
-		seen = max(seen, f.UIDValidity)
-		if oldFloor > 0 {
-			seen = max(seen, oldFloor+f.TargetUIDValidity)
+		v := f.UIDValidity
+		if m.Route == store.RouteTarget {
+			v = f.TargetUIDValidity
 		}
+		seen = max(seen, uint64(v)+uint64(m.UIDValidityFloor))
 	}
-	return proxy.UIDValidityFloor(seen), nil
+	return proxy.UIDValidityFloor(uint32(min(seen, math.MaxUint32))), nil
 }
 
 func (d *Daemon) handleCutover(w http.ResponseWriter, r *http.Request) {

@@ -478,9 +478,7 @@ func (s *session) Login(username, password string) (err error) {
 	}
 	s.up = up
 	s.mb, s.key, s.route, s.upCaps = mb, key, rec.Route, caps
-	if rec.Route == store.RouteTarget {
-		s.floor = rec.UIDValidityFloor
-	}
+	s.floor = rec.UIDValidityFloor // for the current route: set at each cutover and rollback
 	s.mu.Unlock()
 	if err := srv.register(s, key); err != nil {
 		s.closeUpstream(false)
