@@ -32,7 +32,7 @@ func WriteSummaryJSON(w io.Writer, s *mfsync.Summary) error {
 
 // WriteSummaryTable prints one line per mailbox and a total line.
 func WriteSummaryTable(w io.Writer, s *mfsync.Summary) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "MAILBOX\tFOLDERS\tCOPIED\tSKIPPED\tFAILED\tBYTES\tTIME\tRESULT\t")
 	for _, r := range s.Mailboxes {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%s\t%s\t\n", r.Mailbox, len(r.Folders), r.Copied, skipSummary(r),

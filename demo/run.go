@@ -43,7 +43,10 @@ func Run(ctx context.Context, w io.Writer, opts Options) (*Result, error) {
 	fmt.Fprintf(w, "Target: an in-memory IMAP server like Office 365 at %s, with Exchange's folders %s.\n",
 		s.TargetURL(), strings.Join(TargetFolders, ", "))
 
-	st := store.NewMemory()
+	st := opts.Store
+	if st == nil {
+		st = store.NewMemory()
+	}
 	engineOpts := mfsync.Options{Source: s.SourceEndpoint(), Target: s.TargetEndpoint(), Log: opts.Log}
 	first := engineOpts
 	first.Progress = opts.Progress

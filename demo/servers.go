@@ -17,6 +17,7 @@ import (
 
 	"github.com/mailferry/mailferry/config"
 	"github.com/mailferry/mailferry/imapconn"
+	"github.com/mailferry/mailferry/store"
 	mfsync "github.com/mailferry/mailferry/sync"
 )
 
@@ -56,6 +57,9 @@ type Options struct {
 	Progress mfsync.Progress
 	// Log receives the engine's and the servers' logs (default: none).
 	Log *zap.Logger
+	// Store keeps the passes' state (default: a fresh in-memory store), so
+	// that AfterSync can go on from it (the proxy, a cutover).
+	Store store.Store
 	// AfterSync, if set, is called by Run after both passes while the
 	// servers still run, with Run's writer: the place to start the IMAP
 	// proxy in front of them and print how to connect a mail client. An
