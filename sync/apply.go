@@ -172,29 +172,17 @@ func (p *pass) targetIdentities(w *folderWork, start uint32, mapped map[uint32]b
 	if p.tgt.sel.NumMessages == 0 || uint32(p.tgt.sel.UIDNext) <= start {
 		return found, nil
 	}
-	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: identityFields, Peek: true}
 	var set imap.UIDSet
 	set.AddRange(imap.UID(start), 0)
-	cmd := p.tgt.Fetch(set, &imap.FetchOptions{UID: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{section}})
-	defer cmd.Close()
-	for {
-		msg := cmd.Next()
-		if msg == nil {
-			break
+	err := fetchIdentityItems(p.tgt, set, func(it identityItem) {
+		if it.uid < start || mapped[it.uid] {
+			return
 		}
-		buf, err := msg.Collect()
-		if err != nil {
-			return nil, fmt.Errorf("target FETCH %q: %w", w.plan.Target, err)
-		}
-		uid := uint32(buf.UID)
-		if uid < start || mapped[uid] {
-			continue
-		}
-		key := matchKey{parseIdentity(buf.FindBodySection(section)).identity, 0, buf.InternalDate.Unix()}
-		found[key] = append(found[key], uid)
-	}
-	if err := cmd.Close(); err != nil {
-		return nil, fmt.Errorf("target FETCH %q: %w", w.plan.Target, err)
+		key := matchKey{it.identity, 0, it.date.Unix()}
+		found[key] = append(found[key], it.uid)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("target %q: %w", w.plan.Target, err)
 	}
 	for _, uids := range found {
 		slices.Sort(uids)

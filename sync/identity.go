@@ -3,11 +3,15 @@ package sync
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"hash/fnv"
 	"io"
 	"mime"
 	"net/textproto"
 	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 // identityFields are the header fields fetched to recognise a message again.
@@ -51,3 +55,40 @@ func truncate(s string, n int) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// identityItem is a message as an identity FETCH returns it.
+type identityItem struct {
+	uid  uint32
+	date time.Time
+	size int64
+	headerInfo
+}
+
+var identitySection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: identityFields, Peek: true}
+
+// fetchIdentityItems streams the UID, INTERNALDATE, size and identity
+// header fields of the messages in set of c's selected folder.
+func fetchIdentityItems(c *conn, set imap.UIDSet, fn func(identityItem)) error {
+	cmd := c.Fetch(set, &imap.FetchOptions{UID: true, InternalDate: true, RFC822Size: true,
+		BodySection: []*imap.FetchItemBodySection{identitySection}})
+	defer cmd.Close()
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		buf, err := msg.Collect()
+		if err != nil {
+			return fmt.Errorf("FETCH headers: %w", err)
+		}
+		if buf.UID == 0 {
+			continue
+		}
+		fn(identityItem{uid: uint32(buf.UID), date: buf.InternalDate.UTC().Truncate(time.Second), size: buf.RFC822Size,
+			headerInfo: parseIdentity(buf.FindBodySection(identitySection))})
+	}
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("FETCH headers: %w", err)
+	}
+	return nil
+}

@@ -346,30 +346,18 @@ func (p *pass) fetchIdentities(w *folderWork) error {
 	for _, m := range w.newMsgs {
 		byUID[m.uid] = m
 	}
-	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: identityFields, Peek: true}
 	for start := 0; start < len(w.newMsgs); start += identityBatch {
 		var set imap.UIDSet
 		for _, m := range w.newMsgs[start:min(start+identityBatch, len(w.newMsgs))] {
 			set.AddNum(imap.UID(m.uid))
 		}
-		cmd := p.src.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
-		for {
-			msg := cmd.Next()
-			if msg == nil {
-				break
+		err := fetchIdentityItems(p.src, set, func(it identityItem) {
+			if m := byUID[it.uid]; m != nil {
+				m.identity, m.subject = it.identity, it.subject
 			}
-			buf, err := msg.Collect()
-			if err != nil {
-				cmd.Close()
-				return fmt.Errorf("source FETCH header: %w", err)
-			}
-			if m := byUID[uint32(buf.UID)]; m != nil {
-				info := parseIdentity(buf.FindBodySection(section))
-				m.identity, m.subject = info.identity, info.subject
-			}
-		}
-		if err := cmd.Close(); err != nil {
-			return fmt.Errorf("source FETCH header: %w", err)
+		})
+		if err != nil {
+			return fmt.Errorf("source %w", err)
 		}
 	}
 	return nil

@@ -173,26 +173,12 @@ func (p *pass) listIdentities(c *conn, folder string) ([]sideMsg, error) {
 	if sel.NumMessages == 0 {
 		return nil, nil
 	}
-	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: identityFields, Peek: true}
-	cmd := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true,
-		BodySection: []*imap.FetchItemBodySection{section}})
-	defer cmd.Close()
 	var out []sideMsg
-	for {
-		msg := cmd.Next()
-		if msg == nil {
-			break
-		}
-		buf, err := msg.Collect()
-		if err != nil {
-			return nil, err
-		}
-		info := parseIdentity(buf.FindBodySection(section))
-		date := buf.InternalDate.UTC().Truncate(time.Second)
+	err = fetchIdentityItems(c, imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, func(it identityItem) {
 		out = append(out, sideMsg{
-			VerifyItem: VerifyItem{UID: uint32(buf.UID), Date: date, Size: buf.RFC822Size, Subject: info.subject},
-			key:        matchKey{info.identity, 0, date.Unix()},
+			VerifyItem: VerifyItem{UID: it.uid, Date: it.date, Size: it.size, Subject: it.subject},
+			key:        matchKey{it.identity, 0, it.date.Unix()},
 		})
-	}
-	return out, cmd.Close()
+	})
+	return out, err
 }
