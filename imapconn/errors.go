@@ -64,7 +64,7 @@ func IsTemporary(err error) bool {
 	}
 	var ie *imap.Error
 	if errors.As(err, &ie) {
-		if _, ok := ThrottleDelay(err); ok {
+		if _, ok := ThrottleDelay(err); ok || IsExchangeTransient(err) {
 			return true
 		}
 		switch ie.Code {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/zap"
 
 	"github.com/mailferry/mailferry/imapconn"
@@ -372,24 +373,49 @@ func (p *pass) moveGroup(from, to string, moves []move) error {
 
 // ensureWatermark records, before anything is sent to w's target folder,
 // a UID at or below which nothing pending can be: the target's UIDNEXT.
-func (p *pass) ensureWatermark(w *folderWork) error {
-	if w.watermark != 0 {
+func (p *pass) ensureWatermark(w *folderWork) error { return p.ensureWatermarks([]*folderWork{w}) }
+
+// ensureWatermarks does ensureWatermark for many folders in one store
+// commit, reusing the UIDNEXT read by this pass's status round (any value
+// read before the first APPEND is low enough).
+func (p *pass) ensureWatermarks(ws []*folderWork) error {
+	type pending struct {
+		w   *folderWork
+		cmd *imapclient.StatusCommand
+	}
+	var need []pending
+	for _, w := range ws {
+		if w.watermark == 0 && w.tgtUIDNext == 0 {
+			need = append(need, pending{w, p.tgt.Status(w.plan.Target, &imap.StatusOptions{UIDNext: true, UIDValidity: true})})
+		}
+	}
+	for _, n := range need {
+		st, err := n.cmd.Wait()
+		if err != nil {
+			return fmt.Errorf("target STATUS %q: %w", n.w.plan.Target, err)
+		}
+		n.w.tgtUIDNext, n.w.tgtUIDValidity = uint32(st.UIDNext), st.UIDValidity
+	}
+	return p.e.store.Update(func(tx store.Tx) error {
+		for _, w := range ws {
+			if w.watermark != 0 {
+				continue
+			}
+			w.watermark = w.tgtUIDNext
+			// Keep the old source UIDVALIDITY until the pass completes, so
+			// that entries still filed under it are found by the next pass.
+			f := w.prev
+			f.Mailbox, f.Name, f.Target = p.mb.Email, w.plan.Source, w.plan.Target
+			if !w.hasPrev || f.UIDValidity == 0 {
+				f.UIDValidity = w.status.UIDValidity
+			}
+			f.TargetUIDValidity, f.TargetUIDNext, f.Complete = w.tgtUIDValidity, w.watermark, false
+			if err := tx.PutFolder(f); err != nil {
+				return err
+			}
+		}
 		return nil
-	}
-	st, err := p.tgt.Status(w.plan.Target, &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
-	if err != nil {
-		return fmt.Errorf("target STATUS %q: %w", w.plan.Target, err)
-	}
-	w.watermark, w.tgtUIDValidity = uint32(st.UIDNext), st.UIDValidity
-	// Keep the old source UIDVALIDITY until the pass completes, so that
-	// entries still filed under it are found by the next pass.
-	f := w.prev
-	f.Mailbox, f.Name, f.Target = p.mb.Email, w.plan.Source, w.plan.Target
-	if !w.hasPrev || f.UIDValidity == 0 {
-		f.UIDValidity = w.status.UIDValidity
-	}
-	f.TargetUIDValidity, f.TargetUIDNext, f.Complete = w.tgtUIDValidity, w.watermark, false
-	return p.e.store.Update(func(tx store.Tx) error { return tx.PutFolder(f) })
+	})
 }
 
 // applyDeletes removes from the target the messages mailferry copied whose

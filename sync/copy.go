@@ -21,7 +21,7 @@ import (
 // A chunk is at most this many messages or bytes of one folder: one FETCH,
 // two store commits.
 const (
-	chunkMessages = 100
+	chunkMessages = 250
 	chunkBytes    = 64 << 20
 	skipBatch     = 1000
 )
@@ -44,51 +44,40 @@ func (p *pass) copyNew() error {
 	}
 	p.e.opts.Progress.MailboxPlanned(p.mb.Email, len(cands), total)
 
-	// Newest month first across folders; within a month, one folder at a
-	// time so that a chunk is one FETCH.
-	order := map[*folderWork]int{}
-	for i, w := range p.folders {
-		order[w] = i
-	}
-	slices.SortStableFunc(cands, func(a, b *srcMsg) int {
-		ay, am, _ := a.date.Date()
-		by, bm, _ := b.date.Date()
-		return cmp.Or(cmp.Compare(by*12+int(bm), ay*12+int(am)), cmp.Compare(order[a.w], order[b.w]), b.date.Compare(a.date), cmp.Compare(b.uid, a.uid))
-	})
-	var chunks []chunk
-	for _, m := range cands {
-		last := len(chunks) - 1
-		if last < 0 || chunks[last].w != m.w || len(chunks[last].msgs) >= chunkMessages || chunkSize(chunks[last]) >= chunkBytes {
-			chunks = append(chunks, chunk{w: m.w})
-			last++
-		}
-		chunks[last].msgs = append(chunks[last].msgs, m)
-	}
+	chunks := makeChunks(cands, p.folders)
 
 	// Everything workers share is prepared here on the main connections.
-	filters := map[*folderWork]flagFilter{}
+	var dests []*folderWork
 	for _, c := range chunks {
-		if _, ok := filters[c.w]; ok {
-			continue
+		if !slices.Contains(dests, c.w) {
+			dests = append(dests, c.w)
 		}
-		if err := p.ensureWatermark(c.w); err != nil {
-			return err
-		}
-		f, err := p.targetFlags(c.w.plan.Target)
-		if err != nil {
-			return err
-		}
-		filters[c.w] = f
+	}
+	if err := p.ensureWatermarks(dests); err != nil {
+		return err
+	}
+	filter, err := p.targetFlags(dests[0].plan.Target)
+	if err != nil {
+		return err
 	}
 
 	jobs := make(chan chunk)
 	var wg gosync.WaitGroup
-	errs := make(chan error, p.e.opts.ConnectionsPerMailbox)
+	errs := make(chan error, 2*p.e.opts.ConnectionsPerMailbox)
 	worker := func(src, tgt *conn) {
 		defer wg.Done()
+		rec := p.newRecorder()
+		defer func() {
+			if err := rec.finish(); err != nil {
+				errs <- err
+			}
+		}()
 		for c := range jobs {
-			for len(c.msgs) > 0 {
-				rest, err := p.copyChunk(src, tgt, c, filters[c.w])
+			for len(c.msgs) > 0 && rec.err() == nil {
+				b, rest, err := p.sendChunk(src, tgt, c, filter)
+				if b != nil {
+					rec.add(b)
+				}
 				if errors.Is(err, errTargetClosed) {
 					// go-imap drops the connection after a refused
 					// synchronizing literal: carry on with a new one.
@@ -137,6 +126,32 @@ feed:
 		return err
 	}
 	return p.ctx.Err()
+}
+
+// makeChunks cuts each folder's new messages, newest first, into chunks
+// (one FETCH each), and orders the chunks newest first across folders: mail
+// arrives newest first at chunk granularity while a FETCH stays long.
+func makeChunks(cands []*srcMsg, folders []*folderWork) []chunk {
+	order := map[*folderWork]int{}
+	for i, w := range folders {
+		order[w] = i
+	}
+	slices.SortStableFunc(cands, func(a, b *srcMsg) int {
+		return cmp.Or(cmp.Compare(order[a.w], order[b.w]), b.date.Compare(a.date), cmp.Compare(b.uid, a.uid))
+	})
+	var chunks []chunk
+	for _, m := range cands {
+		last := len(chunks) - 1
+		if last < 0 || chunks[last].w != m.w || len(chunks[last].msgs) >= chunkMessages || chunkSize(chunks[last]) >= chunkBytes {
+			chunks = append(chunks, chunk{w: m.w})
+			last++
+		}
+		chunks[last].msgs = append(chunks[last].msgs, m)
+	}
+	slices.SortStableFunc(chunks, func(a, b chunk) int {
+		return cmp.Or(b.msgs[0].date.Compare(a.msgs[0].date), cmp.Compare(order[a.w], order[b.w]))
+	})
+	return chunks
 }
 
 func chunkSize(c chunk) (n int64) {
@@ -226,12 +241,21 @@ type appended struct {
 	err  error
 }
 
-// copyChunk streams one chunk from a source FETCH into target APPENDs.
-// The messages are recorded as pending first; their results are recorded
-// together at the end.
-// When the target connection closed after refusing a message, copyChunk
+// batch is a chunk on its way: APPENDs sent, replies outstanding.
+type batch struct {
+	w       *folderWork
+	tgt     *conn
+	msgs    []*srcMsg
+	waits   gosync.WaitGroup
+	results chan appended
+}
+
+// sendChunk streams one chunk from a source FETCH into target APPENDs. The
+// messages are recorded as pending first; the replies are left to the
+// worker's recorder, so the next chunk goes out without waiting for them.
+// When the target connection closed after refusing a message, sendChunk
 // returns errTargetClosed and the messages it did not get to.
-func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) ([]*srcMsg, error) {
+func (p *pass) sendChunk(src, tgt *conn, c chunk, filter flagFilter) (*batch, []*srcMsg, error) {
 	w := c.w
 	byUID := make(map[uint32]*srcMsg, len(c.msgs))
 	var set imap.UIDSet
@@ -247,74 +271,117 @@ func (p *pass) copyChunk(src, tgt *conn, c chunk, filter flagFilter) ([]*srcMsg,
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p.mu.Lock()
 	w.pendings += len(c.msgs)
 	p.mu.Unlock()
+	// From here on the batch goes to the recorder, which settles every
+	// pending record of the chunk, sent or not.
+	b := &batch{w: w, tgt: tgt, msgs: c.msgs, results: make(chan appended, len(c.msgs))}
 
 	sel, err := src.selectFolder(w.plan.Source, true, false)
 	if err != nil {
-		return nil, fmt.Errorf("folder %q: source EXAMINE: %w", w.plan.Source, err)
+		return b, nil, fmt.Errorf("folder %q: source EXAMINE: %w", w.plan.Source, err)
 	}
 	if sel.UIDValidity != w.status.UIDValidity {
-		return nil, imapconn.MakeTemporary(fmt.Errorf("folder %q: %w", w.plan.Source, errUIDValidityChanged))
+		return b, nil, imapconn.MakeTemporary(fmt.Errorf("folder %q: %w", w.plan.Source, errUIDValidityChanged))
 	}
 
-	// One reply per message of the chunk at most: sends never block.
-	results := make(chan appended, len(c.msgs))
-	var waits gosync.WaitGroup
 	section := &imap.FetchItemBodySection{Peek: true}
 	fetch := src.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	sent := map[uint32]bool{}
 	var copyErr error
 	for copyErr == nil {
 		msg := fetch.Next()
 		if msg == nil {
 			break
 		}
-		copyErr = p.appendOne(tgt, w, msg, byUID, filter, &waits, results)
+		copyErr = p.appendOne(tgt, w, msg, byUID, filter, b, sent)
 	}
 	fetchErr := fetch.Close()
-	waits.Wait()
-	close(results)
-
-	var outcomes []appended
-	sent := map[uint32]bool{}
-	for r := range results {
-		outcomes = append(outcomes, r)
-		sent[r.m.uid] = true
-	}
-	if err := p.recordOutcomes(w, c.msgs, outcomes); err != nil {
-		return nil, err
-	}
-	for _, o := range outcomes {
-		if o.err != nil && imapconn.IsTemporary(o.err) {
-			// The connection broke with replies outstanding: what arrived
-			// is resolved by the recovery of the retried pass.
-			return nil, fmt.Errorf("folder %q: append uid %d: %w", w.plan.Source, o.m.uid, o.err)
-		}
-	}
-	if p.e.opts.Exchange && copyErr == nil {
-		if err := p.flagAfterAppend(tgt, w, outcomes); err != nil {
-			return nil, err
-		}
-	}
-	if errors.Is(copyErr, errTargetClosed) {
+	switch {
+	case errors.Is(copyErr, errTargetClosed):
 		var rest []*srcMsg
 		for _, m := range c.msgs {
 			if !sent[m.uid] {
 				rest = append(rest, m)
 			}
 		}
-		return rest, copyErr
+		return b, rest, copyErr
+	case copyErr != nil:
+		return b, nil, fmt.Errorf("folder %q: %w", w.plan.Source, copyErr)
+	case fetchErr != nil:
+		return b, nil, fmt.Errorf("folder %q: source FETCH: %w", w.plan.Source, fetchErr)
 	}
-	if copyErr != nil {
-		return nil, fmt.Errorf("folder %q: %w", w.plan.Source, copyErr)
+	return b, nil, nil
+}
+
+// recorder settles a worker's batches in order, while the worker sends
+// the next ones.
+type recorder struct {
+	p     *pass
+	ch    chan *batch
+	done  chan struct{}
+	mu    gosync.Mutex
+	first error
+}
+
+func (p *pass) newRecorder() *recorder {
+	r := &recorder{p: p, ch: make(chan *batch, 16), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for b := range r.ch {
+			if err := r.record(b); err != nil {
+				r.mu.Lock()
+				if r.first == nil {
+					r.first = err
+				}
+				r.mu.Unlock()
+			}
+		}
+	}()
+	return r
+}
+
+func (r *recorder) add(b *batch) { r.ch <- b }
+
+// err is the first error met so far: the worker stops sending.
+func (r *recorder) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.first
+}
+
+// finish waits for every batch to be settled.
+func (r *recorder) finish() error {
+	close(r.ch)
+	<-r.done
+	return r.err()
+}
+
+func (r *recorder) record(b *batch) error {
+	p := r.p
+	b.waits.Wait()
+	close(b.results)
+	var outcomes []appended
+	for o := range b.results {
+		outcomes = append(outcomes, o)
 	}
-	if fetchErr != nil {
-		return nil, fmt.Errorf("folder %q: source FETCH: %w", w.plan.Source, fetchErr)
+	if err := p.recordOutcomes(b.w, b.msgs, outcomes); err != nil {
+		return err
 	}
-	return nil, nil
+	for _, o := range outcomes {
+		if o.err != nil && imapconn.IsTemporary(o.err) {
+			// The connection broke with replies outstanding: what arrived
+			// is resolved by the recovery of the retried pass.
+			return fmt.Errorf("folder %q: append uid %d: %w", b.w.plan.Source, o.m.uid, o.err)
+		}
+	}
+	if p.e.opts.Exchange {
+		return p.flagAfterAppend(b.tgt, b.w, outcomes)
+	}
+	return nil
 }
 
 var errTargetClosed = errors.New("target closed the connection after refusing a message")
@@ -339,7 +406,7 @@ func (p *pass) reconnectTarget(old *conn) (*conn, error) {
 
 // appendOne streams one fetched message into an APPEND. The tagged reply is
 // awaited later, so the next message's FETCH data flows meanwhile.
-func (p *pass) appendOne(tgt *conn, w *folderWork, msg *imapclient.FetchMessageData, byUID map[uint32]*srcMsg, filter flagFilter, waits *gosync.WaitGroup, results chan<- appended) error {
+func (p *pass) appendOne(tgt *conn, w *folderWork, msg *imapclient.FetchMessageData, byUID map[uint32]*srcMsg, filter flagFilter, b *batch, sent map[uint32]bool) error {
 	var uid uint32
 	var spool *os.File
 	defer func() {
@@ -368,7 +435,8 @@ func (p *pass) appendOne(tgt *conn, w *folderWork, msg *imapclient.FetchMessageD
 				if m == nil {
 					continue
 				}
-				return p.startAppend(tgt, w, m, it.Literal, size, filter, waits, results)
+				sent[m.uid] = true
+				return p.startAppend(tgt, w, m, it.Literal, size, filter, b)
 			}
 			// The body came before the UID: park it on disk, not in memory.
 			f, err := os.CreateTemp("", "mailferry-*.eml")
@@ -386,12 +454,13 @@ func (p *pass) appendOne(tgt *conn, w *folderWork, msg *imapclient.FetchMessageD
 		}
 	}
 	if m := byUID[uid]; m != nil && body != nil {
-		return p.startAppend(tgt, w, m, body, size, filter, waits, results)
+		sent[m.uid] = true
+		return p.startAppend(tgt, w, m, body, size, filter, b)
 	}
 	return nil
 }
 
-func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, size int64, filter flagFilter, waits *gosync.WaitGroup, results chan<- appended) error {
+func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, size int64, filter flagFilter, b *batch) error {
 	flags, dropped := filter.apply(p.e.appendFlags(m.flags))
 	if dropped > 0 {
 		p.mu.Lock()
@@ -409,7 +478,7 @@ func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, 
 	var refused *imap.Error
 	if errors.As(err, &refused) {
 		// The server answered NO instead of "+": this message only.
-		results <- appended{m: m, err: err}
+		b.results <- appended{m: m, err: err}
 		select {
 		case <-tgt.Closed():
 			return errTargetClosed
@@ -422,9 +491,9 @@ func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, 
 	}
 	m.size = size
 	// Waiting for the tagged reply must not hold up the next message.
-	waits.Go(func() {
+	b.waits.Go(func() {
 		data, err := cmd.Wait()
-		results <- appended{m: m, data: data, err: err}
+		b.results <- appended{m: m, data: data, err: err}
 	})
 	return nil
 }

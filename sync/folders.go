@@ -133,7 +133,12 @@ func PlanFolders(folders []SourceFolder, prefix string, delim rune, targetDelim 
 	}
 
 	var plans []FolderPlan
-	used := map[string]string{} // lower-case target name → source path
+	used := map[string]string{}  // lower-case target name → source path
+	moved := map[string]string{} // lower-case default target → where a collision put it
+	sep := "/"
+	if targetDelim != 0 {
+		sep = string(targetDelim)
+	}
 	for _, f := range sorted {
 		p := sourcePath(f.Name, prefix, delim)
 		plan := FolderPlan{Source: f.Name, Path: p, Subscribed: f.Subscribed}
@@ -148,10 +153,23 @@ func PlanFolders(folders []SourceFolder, prefix string, delim rune, targetDelim 
 			continue
 		}
 		target, renamed := legalTarget(targetPath(p, special, rules.Map), targetDelim)
+		// Subfolders follow a parent that a collision renamed (sorted
+		// names put parents first).
+		def := target
+		parts := strings.Split(target, sep)
+		for i := len(parts) - 1; i > 0; i-- {
+			if to, ok := moved[strings.ToLower(strings.Join(parts[:i], sep))]; ok {
+				target = strings.Join(append([]string{to}, parts[i:]...), sep)
+				break
+			}
+		}
 		base := target
 		for n := 2; isUsed(used, target); n++ {
 			target = fmt.Sprintf("%s (%d)", base, n)
 			renamed = fmt.Sprintf("name collides with %q on the target", used[strings.ToLower(base)])
+		}
+		if target != def {
+			moved[strings.ToLower(def)] = target
 		}
 		used[strings.ToLower(target)] = p
 		plan.Target, plan.Renamed = target, renamed

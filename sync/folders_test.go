@@ -128,3 +128,14 @@ func TestSafeFolderName(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanFoldersCollisionMovesChildren(t *testing.T) {
+	src := []SourceFolder{{Name: "Projects"}, {Name: "Projects/2024"}, {Name: "projects"}, {Name: "projects/2024"}, {Name: "projects/2024/Q1"}}
+	want := map[string]string{"Projects": "Projects", "Projects/2024": "Projects/2024", "projects": "projects (2)",
+		"projects/2024": "projects (2)/2024", "projects/2024/Q1": "projects (2)/2024/Q1"}
+	for _, p := range PlanFolders(src, "", '/', '/', FolderRules{}) {
+		if p.Target != want[p.Source] {
+			t.Errorf("%q → %q, want %q", p.Source, p.Target, want[p.Source])
+		}
+	}
+}

@@ -261,6 +261,9 @@ func (f flagFilter) apply(flags []string) ([]imap.Flag, int) {
 }
 
 // targetFlags returns the flag filter of a target folder, selecting it once.
+// The copy phase asks for one folder's and uses it for all: servers keep
+// the same PERMANENTFLAGS everywhere, and a SELECT per folder costs a round
+// trip each over a WAN link.
 func (p *pass) targetFlags(target string) (flagFilter, error) {
 	if f, ok := p.permFlags[target]; ok {
 		return f, nil
