@@ -81,6 +81,8 @@ type tracked struct {
 	active time.Time
 	// again: new mail arrived during the running pass; run another at once.
 	again bool
+	// watched: an IDLE watcher waits for new mail in its INBOX.
+	watched bool
 }
 
 // New opens the store and prepares the engine; Run starts the work.

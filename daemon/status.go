@@ -25,6 +25,9 @@ type MailboxStatus struct {
 	LastSync  *time.Time `json:"last_sync,omitempty"`
 	NextSync  *time.Time `json:"next_sync,omitempty"`
 	LastError string     `json:"last_error,omitempty"`
+	// Watched says an IDLE watcher waits for new mail in the source INBOX:
+	// new mail there is synced at once rather than at NextSync.
+	Watched bool `json:"watched,omitempty"`
 }
 
 // FleetStatus is where every mailbox stands, plus totals.
@@ -130,6 +133,7 @@ func (d *Daemon) Status(only string) (*FleetStatus, error) {
 		if !s.t.running && ms.State != StateCutOver {
 			ms.NextSync = timePtr(s.t.next)
 		}
+		ms.Watched = s.t.watched
 		if s.t.last != nil {
 			ms.Failed = s.t.last.Failed
 			ms.LastError = s.t.last.Error

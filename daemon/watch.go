@@ -41,12 +41,14 @@ func (d *Daemon) runWatchers(ctx context.Context) {
 			if !slices.ContainsFunc(want, func(mb config.Mailbox) bool { return mb.Email == email }) {
 				cancel()
 				delete(watching, email)
+				d.setWatched(email, false)
 			}
 		}
 		for _, mb := range want {
 			if watching[mb.Email] == nil {
 				wctx, cancel := context.WithCancel(ctx)
 				watching[mb.Email] = cancel
+				d.setWatched(mb.Email, true)
 				go d.watch(wctx, mb)
 			}
 		}
@@ -167,6 +169,14 @@ func (d *Daemon) idleOnce(ctx context.Context, mb config.Mailbox) error {
 			}
 		}
 	}
+}
+
+func (d *Daemon) setWatched(email string, on bool) {
+	d.mu.Lock()
+	if t := d.mailboxes[email]; t != nil {
+		t.watched = on
+	}
+	d.mu.Unlock()
 }
 
 // due makes a mailbox's next pass start now (or right after the running one).

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -129,8 +130,20 @@ func OpenStore(dir string, log *zap.Logger) (store.Store, error) {
 	if err := os.MkdirAll(filepath.Clean(dir), 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	return store.Open(filepath.Join(dir, "store"), log)
+	// A status or report command that found no daemon holds the store for
+	// a moment: wait for it rather than fail.
+	var st store.Store
+	var err error
+	for deadline := time.Now().Add(storeLockWait); ; {
+		st, err = store.Open(filepath.Join(dir, "store"), log)
+		if err == nil || !strings.Contains(err.Error(), "lock") || time.Now().After(deadline) {
+			return st, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
+
+const storeLockWait = 5 * time.Second
 
 // isExchangeHost recognises Exchange Online's IMAP endpoints.
 func isExchangeHost(host string) bool {
