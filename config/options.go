@@ -47,6 +47,11 @@ type Options struct {
 	Listen         string // implicit-TLS listener, e.g. ":993"
 	ListenStartTLS string // listener with STARTTLS, e.g. ":143"
 	Cert, Key      string // PEM files; empty: a self-signed certificate in the data directory
+	// The service's log file (mailferry service): path, rotation size in MB
+	// and rotated files kept; 0 and "" mean the defaults.
+	LogFile      string
+	LogMaxSizeMB int
+	LogMaxFiles  int
 	// The daemon (mailferry run).
 	SyncInterval time.Duration // how often each mailbox is synced again
 	HTTP         string        // status page and /metrics listen address
@@ -110,6 +115,9 @@ func (o *Options) options() []option {
 		{"listen-starttls", "proxy: accept IMAP clients with STARTTLS on this `address`, e.g. :143 (clients must start TLS before logging in, except on loopback)", &o.ListenStartTLS, false},
 		{"cert", "proxy: TLS certificate chain, PEM `file` (default: a self-signed one kept in the data directory)", &o.Cert, true},
 		{"key", "proxy: TLS private key, PEM `file`", &o.Key, true},
+		{"log-file", "service: write the JSON log to this `file` (default /var/log/mailferry/mailferry.log; on Windows in the data directory)", &o.LogFile, true},
+		{"log-max-size-mb", "service: rotate the log file at this many megabytes (default 100)", &o.LogMaxSizeMB, false},
+		{"log-max-files", "service: keep this many rotated log files besides the current one (default 5)", &o.LogMaxFiles, false},
 		{"sync-interval", "daemon: sync every mailbox again after this long (jittered), e.g. 5m", &o.SyncInterval, false},
 		{"http", "daemon: serve the status page and /metrics on this `address` (loopback unless a token is set)", &o.HTTP, false},
 		{"http-token", "daemon: require this bearer `token` (or basic-auth password) on the status endpoint", &o.HTTPToken, false},
@@ -267,6 +275,9 @@ func (o *Options) Validate() error {
 				badf(l.key, "want host:port or :port, like :993")
 			}
 		}
+	}
+	if o.LogMaxSizeMB < 0 || o.LogMaxFiles < 0 {
+		badf("log_max_size_mb", "log_max_size_mb and log_max_files can't be negative")
 	}
 	if o.SyncInterval < 10*time.Second {
 		badf("sync_interval", "must be at least 10s, got %s", o.SyncInterval)

@@ -282,6 +282,15 @@ func (p *program) Start(service.Service) error {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
 	lf := p.logFile
+	if p.opts.LogFile != "" {
+		lf.Path = p.opts.LogFile
+	}
+	if p.opts.LogMaxSizeMB > 0 {
+		lf.MaxSizeMB = p.opts.LogMaxSizeMB
+	}
+	if p.opts.LogMaxFiles > 0 {
+		lf.MaxFiles = p.opts.LogMaxFiles
+	}
 	if lf.Path == "" {
 		lf.Path = DefaultLogFile(p.opts)
 	}

@@ -45,7 +45,7 @@ func TestServiceSystemdUnit(t *testing.T) {
 		"ProtectHome=yes",
 		"PrivateTmp=yes",
 		"NoNewPrivileges=yes",
-		"CapabilityBoundingSet=",
+		"CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
 		"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
 		"SystemCallFilter=@system-service",
 		"WantedBy=multi-user.target",

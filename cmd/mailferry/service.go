@@ -85,10 +85,6 @@ func serviceRunCmd() *cobra.Command {
 			return daemon.RunService(cmd.Context(), cmd.Flags(), &o, lf, reloadSignals())
 		},
 	}
-	config.RegisterFlags(cmd.Flags(), &o)
-	cmd.Flags().StringVar(&lf.Path, "log-file", "", "write the JSON log to this `file` (default: "+
-		daemon.DefaultLogFile(&config.Options{Data: "DATA"})+")")
-	cmd.Flags().IntVar(&lf.MaxSizeMB, "log-max-size-mb", lf.MaxSizeMB, "rotate the log file at this many megabytes")
-	cmd.Flags().IntVar(&lf.MaxFiles, "log-max-files", lf.MaxFiles, "keep this many rotated log files besides the current one")
+	config.RegisterFlags(cmd.Flags(), &o) // log_file, log_max_size_mb and log_max_files among them
 	return cmd
 }
