@@ -19,6 +19,12 @@ if [ ! -x /usr/bin/chromium ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 
+if [ ! -x /usr/bin/mbsync ] || [ ! -x /usr/bin/fetchmail ] || [ ! -x /usr/bin/neomutt ] || [ ! -x /usr/bin/tmux ]; then
+	echo "test.sh: installing isync, fetchmail, neomutt and tmux (IMAP clients for the proxy tests)" >&2
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq isync fetchmail neomutt tmux >/dev/null
+fi
+
 go vet ./...
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

@@ -1,0 +1,158 @@
+//go:build linux
+
+package bench
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// rawStats is what one raw pipelined upload did.
+type rawStats struct {
+	elapsed  time.Duration // from dialing to the last tagged reply
+	commands int           // tagged commands after LOGIN (CREATEs and APPENDs)
+	ok       int           // tagged OK replies
+	failures []string      // tagged NO/BAD replies (the first few)
+	failed   int
+	bytes    int64 // message bytes sent
+}
+
+const imapDateTime = "02-Jan-2006 15:04:05 -0700"
+
+// rawAppend is the limit of a target: a minimal IMAP client that logs in,
+// then writes one CREATE per folder the target lacks and one APPEND per
+// message with a LITERAL+ non-synchronising literal, all back to back on
+// ONE connection without waiting for any reply, while a reader goroutine
+// counts the tagged replies. Message bytes come from the source's Maildir
+// files (paths), in appendOrder. It returns when every command has been
+// answered.
+func rawAppend(addr, user, password string, c *corpus, paths map[int]string) (rawStats, error) {
+	var st rawStats
+	start := time.Now()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return st, err
+	}
+	defer conn.Close()
+	br := bufio.NewReaderSize(conn, 64<<10)
+	greeting, err := br.ReadString('\n')
+	if err != nil {
+		return st, fmt.Errorf("greeting: %w", err)
+	}
+	if !strings.HasPrefix(greeting, "* OK") {
+		return st, fmt.Errorf("greeting %q", greeting)
+	}
+	if _, err := fmt.Fprintf(conn, "L LOGIN %s %s\r\n", quoted(user), quoted(password)); err != nil {
+		return st, err
+	}
+	caps := greeting
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return st, fmt.Errorf("LOGIN: %w", err)
+		}
+		caps += line
+		if strings.HasPrefix(line, "L ") {
+			if !strings.HasPrefix(line, "L OK") {
+				return st, fmt.Errorf("LOGIN: %q", strings.TrimSpace(line))
+			}
+			break
+		}
+	}
+	if !strings.Contains(caps, "LITERAL+") {
+		return st, errors.New("the target does not announce LITERAL+ in its greeting or LOGIN reply")
+	}
+
+	var creates []string
+	for _, f := range folders {
+		if !f.auto {
+			creates = append(creates, f.wire())
+		}
+	}
+	order := c.appendOrder()
+	st.commands = len(creates) + len(order)
+
+	// The reader counts tagged replies until every command has one.
+	done := make(chan error, 1)
+	go func() {
+		for n := 0; n < st.commands; {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				done <- fmt.Errorf("after %d of %d replies: %w", n, st.commands, err)
+				return
+			}
+			tag, rest, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+			if tag == "*" || tag == "+" {
+				continue // untagged data; "+" never comes with LITERAL+
+			}
+			if tag == "" || (tag[0] != 'C' && tag[0] != 'A') {
+				done <- fmt.Errorf("unexpected line %q", line)
+				return
+			}
+			n++
+			if strings.HasPrefix(rest, "OK") {
+				st.ok++
+				continue
+			}
+			st.failed++
+			if len(st.failures) < 5 {
+				st.failures = append(st.failures, strings.TrimSpace(line))
+			}
+		}
+		done <- nil
+	}()
+
+	write := func() error {
+		bw := bufio.NewWriterSize(conn, 256<<10)
+		for i, name := range creates {
+			fmt.Fprintf(bw, "C%d CREATE %s\r\n", i, quoted(name))
+		}
+		for i, m := range order {
+			f, err := os.Open(paths[m.idx])
+			if err != nil {
+				return err
+			}
+			fi, err := f.Stat()
+			if err != nil || fi.Size() != m.size {
+				f.Close()
+				return fmt.Errorf("message file %s: size %v, want %d (%v)", paths[m.idx], fi.Size(), m.size, err)
+			}
+			fmt.Fprintf(bw, "A%d APPEND %s (%s) \"%s\" {%d+}\r\n", i, quoted(folders[m.folder].wire()),
+				strings.Join(m.flags, " "), m.internal.Format(imapDateTime), m.size)
+			n, err := io.CopyN(bw, f, m.size)
+			f.Close()
+			st.bytes += n
+			if err != nil {
+				return fmt.Errorf("sending %s: %w", paths[m.idx], err)
+			}
+			if _, err := bw.WriteString("\r\n"); err != nil {
+				return err
+			}
+		}
+		return bw.Flush()
+	}
+	if err := write(); err != nil {
+		conn.Close() // unblocks the reader
+		<-done
+		return st, err
+	}
+	if err := <-done; err != nil {
+		return st, err
+	}
+	st.elapsed = time.Since(start)
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintf(conn, "Z LOGOUT\r\n")
+	return st, nil
+}
+
+// quoted is an IMAP quoted string (the names and passwords here need no
+// escapes beyond these).
+func quoted(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
