@@ -57,15 +57,16 @@ func Dial(ctx context.Context, ep Endpoint, log *zap.Logger, opts *imapclient.Op
 	case ImplicitTLS:
 		tc := tls.Client(raw, o.TLSConfig)
 		if err = tc.HandshakeContext(ctx); err == nil {
-			lp = newLiteralPlusConn(tc)
+			lp = newLiteralPlusConn(tolerate(tc, log))
 			c = imapclient.New(lp, &o)
 		}
 	case StartTLS:
 		// go-imap upgrades the socket itself, below where a wrapper
-		// could see plain IMAP: no LITERAL+ pipelining here.
+		// could see plain IMAP: no LITERAL+ pipelining and no tolerance
+		// layer here.
 		c, err = imapclient.NewStartTLS(raw, &o)
 	default:
-		lp = newLiteralPlusConn(raw)
+		lp = newLiteralPlusConn(tolerate(raw, log))
 		c = imapclient.New(lp, &o)
 	}
 	if err == nil {
