@@ -73,7 +73,7 @@ func (p *pass) copyNew() error {
 			}
 		}()
 		for c := range jobs {
-			for len(c.msgs) > 0 && rec.err() == nil {
+			for len(c.msgs) > 0 && rec.err() == nil && !p.throttled.Load() {
 				b, rest, err := p.sendChunk(src, tgt, c, filter)
 				if b != nil {
 					rec.add(b)
@@ -100,12 +100,11 @@ func (p *pass) copyNew() error {
 	wg.Add(1)
 	go worker(p.src, p.tgt)
 	for range min(p.e.opts.ConnectionsPerMailbox, len(chunks)) - 1 {
-		src, err := p.connectSource(false)
-		if err != nil || src == nil {
-			break
+		src, tgt, err := p.connectPair()
+		if err != nil {
+			p.log.Warn("copying with fewer connections", zap.NamedError("err", err))
 		}
-		tgt, err := p.connectTarget(false)
-		if err != nil || tgt == nil {
+		if src == nil || tgt == nil {
 			break
 		}
 		wg.Add(1)
@@ -152,6 +151,21 @@ func makeChunks(cands []*srcMsg, folders []*folderWork) []chunk {
 		return cmp.Or(b.msgs[0].date.Compare(a.msgs[0].date), cmp.Compare(order[a.w], order[b.w]))
 	})
 	return chunks
+}
+
+// connectPair opens one more source/target pair for copying, if the
+// servers' caps allow it now; a half pair is given back.
+func (p *pass) connectPair() (*conn, *conn, error) {
+	src, err := p.connectSource(false)
+	if err != nil || src == nil {
+		return nil, nil, err
+	}
+	tgt, err := p.connectTarget(false)
+	if err != nil || tgt == nil {
+		p.drop(src)
+		return nil, nil, err
+	}
+	return src, tgt, nil
 }
 
 func chunkSize(c chunk) (n int64) {
@@ -292,7 +306,7 @@ func (p *pass) sendChunk(src, tgt *conn, c chunk, filter flagFilter) (*batch, []
 	fetch := src.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 	sent := map[uint32]bool{}
 	var copyErr error
-	for copyErr == nil {
+	for copyErr == nil && !p.throttled.Load() {
 		msg := fetch.Next()
 		if msg == nil {
 			break
@@ -386,14 +400,19 @@ func (r *recorder) record(b *batch) error {
 
 var errTargetClosed = errors.New("target closed the connection after refusing a message")
 
+// drop closes a connection of the pass and gives its slot back.
+func (p *pass) drop(c *conn) {
+	p.mu.Lock()
+	p.conns = slices.DeleteFunc(p.conns, func(x *conn) bool { return x == c })
+	p.mu.Unlock()
+	c.Close()
+	c.release()
+}
+
 // reconnectTarget replaces a target connection that the server or the
 // client library closed.
 func (p *pass) reconnectTarget(old *conn) (*conn, error) {
-	p.mu.Lock()
-	p.conns = slices.DeleteFunc(p.conns, func(c *conn) bool { return c == old })
-	p.mu.Unlock()
-	old.Close()
-	old.release()
+	p.drop(old)
 	c, err := p.connectTarget(true)
 	if err != nil {
 		return nil, err
@@ -493,6 +512,9 @@ func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, 
 	// Waiting for the tagged reply must not hold up the next message.
 	b.waits.Go(func() {
 		data, err := cmd.Wait()
+		if _, ok := imapconn.ThrottleDelay(err); ok {
+			p.throttled.Store(true) // no point sending more: stop at once
+		}
 		b.results <- appended{m: m, data: data, err: err}
 	})
 	return nil

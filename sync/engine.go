@@ -208,7 +208,7 @@ func (e *Engine) SyncMailbox(ctx context.Context, mb config.Mailbox) *MailboxRes
 	log := e.log.With(zap.String("mailbox", mb.Email))
 	var res *MailboxResult
 	for attempt := 0; ; attempt++ {
-		res = e.syncOnce(ctx, mb, log)
+		res = res.then(e.syncOnce(ctx, mb, log))
 		if res.Err == nil || !imapconn.IsTemporary(res.Err) || attempt >= e.opts.Retries || ctx.Err() != nil {
 			break
 		}
@@ -219,17 +219,19 @@ func (e *Engine) SyncMailbox(ctx context.Context, mb config.Mailbox) *MailboxRes
 		case <-ctx.Done():
 		}
 	}
+	res.Duration = time.Since(res.Started)
 	e.recordResult(mb.Email, res, log)
 	e.opts.Progress.MailboxDone(res)
 	return res
 }
 
-// backoff is 1 s, 2 s, 4 s … with ±25 % jitter, or the server's suggestion.
+// backoff is 1 s, 2 s, 4 s … with ±25 % jitter, or the server's suggestion
+// plus up to 25 %: never earlier than it asked.
 func backoff(attempt int, err error) time.Duration {
-	d := time.Second << min(attempt, 8)
 	if t, ok := imapconn.ThrottleDelay(err); ok {
-		d = t
+		return t + time.Duration(rand.Int64N(int64(t/4)+1))
 	}
+	d := time.Second << min(attempt, 8)
 	return d + time.Duration(rand.Int64N(int64(d/2))) - d/4
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 	"go.uber.org/zap"
@@ -28,6 +29,9 @@ type pass struct {
 
 	src, tgt  *conn
 	condStore bool // the source offers CONDSTORE
+	// throttled is set at the first APPEND the target refused for
+	// throttling: the pass stops sending and ends with that error.
+	throttled atomic.Bool
 	// copied is set once every APPEND of the pass got its reply: nothing
 	// of ours can still be in flight.
 	copied   bool

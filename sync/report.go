@@ -50,7 +50,9 @@ type MailboxResult struct {
 	Bytes    int64           `json:"bytes"`
 	Failed   int             `json:"failed"`
 	// FolderErrors counts folders that could not be processed completely.
-	FolderErrors int           `json:"folder_errors"`
+	FolderErrors int `json:"folder_errors"`
+	// Attempts counts the tries after the first (temporary errors).
+	Attempts     int           `json:"retries,omitempty"`
 	SkippedItems []SkippedItem `json:"skipped_items,omitempty"`
 	// Error is Err as text, for JSON.
 	Error string `json:"error,omitempty"`
@@ -72,6 +74,38 @@ func (r *MailboxResult) SkippedBy() map[string]int {
 // OK reports whether everything of the mailbox was copied.
 func (r *MailboxResult) OK() bool {
 	return r.Err == nil && r.Failed == 0 && r.FolderErrors == 0 && len(r.SkippedItems) == 0
+}
+
+// then folds a retry's result into the earlier attempts' (r may be nil):
+// what each attempt copied, skipped and failed adds up; the error, the
+// folder targets and the skip reasons are the latest.
+func (r *MailboxResult) then(next *MailboxResult) *MailboxResult {
+	if r == nil {
+		return next
+	}
+	next.Started = r.Started
+	next.Copied += r.Copied
+	next.Bytes += r.Bytes
+	next.Failed += r.Failed
+	next.SkippedItems = append(r.SkippedItems, next.SkippedItems...)
+	next.Attempts = r.Attempts + 1
+	for _, old := range r.Folders {
+		f := next.folder(old.Source, old.Target)
+		f.Copied += old.Copied
+		f.Bytes += old.Bytes
+		f.Failed += old.Failed
+		f.Moved += old.Moved
+		f.Deleted += old.Deleted
+		f.FlagsUpdated += old.FlagsUpdated
+		f.KeywordsDropped += old.KeywordsDropped
+		for reason, n := range old.Skipped {
+			if f.Skipped == nil {
+				f.Skipped = map[string]int{}
+			}
+			f.Skipped[reason] += n
+		}
+	}
+	return next
 }
 
 func (r *MailboxResult) folder(source, target string) *FolderResult {
