@@ -388,3 +388,33 @@ func TestExchangeNotConnected(t *testing.T) {
 	}
 	g.done()
 }
+
+// TestNoUIDPlusTarget: a target without UIDPLUS gives no APPENDUID or
+// COPYUID; the engine finds what it appended and moved by identity, and
+// later passes copy nothing again.
+func TestNoUIDPlusTarget(t *testing.T) {
+	o := exchangetest.Exchange()
+	o.NoUIDPlus = true
+	e, f := exchangeEnv(t, o, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	create(t, c, "INBOX.Projects")
+	seedN(t, e, "INBOX", 8, 2000)
+	res := e.pass(t, viaFilter(t, f, nil))
+	if res.Copied != 8 || !res.OK() {
+		t.Fatalf("first pass: %+v", res)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Move(imap.UIDSetNum(1, 2), "INBOX.Projects").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	res = e.pass(t, viaFilter(t, f, nil))
+	if res.Copied != 0 || !res.OK() {
+		t.Fatalf("pass after a move: %+v", res)
+	}
+	e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Projects": "Projects"})
+	if res := e.pass(t, viaFilter(t, f, nil)); res.Copied != 0 {
+		t.Fatalf("third pass copied %d", res.Copied)
+	}
+}

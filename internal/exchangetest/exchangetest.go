@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,9 @@ type Options struct {
 	// The filter lists the mailbox's folders on a connection of its own,
 	// with the password the client logged in with.
 	Names bool
+	// NoUIDPlus makes the target a server without UIDPLUS: the capability
+	// goes from every list, and APPENDUID and COPYUID codes from replies.
+	NoUIDPlus bool
 	// Throttle throttles one mailbox.
 	Throttle *Throttle
 	// Log, if set, hears about everything the filter does (t.Logf).
@@ -600,6 +604,9 @@ func (s *session) response(line []byte) []byte {
 	if f.opts.Caps {
 		line = filterCaps(line)
 	}
+	if f.opts.NoUIDPlus {
+		line = stripUIDPlus(line)
+	}
 	tag, rest, _ := strings.Cut(string(line), " ")
 	if tag == "*" || tag == "+" {
 		return line
@@ -850,6 +857,12 @@ func filterCaps(line []byte) []byte {
 	}
 	return []byte(s[:start] + strings.Join(kept, " ") + s[end:])
 }
+
+var uidPlusCode = regexp.MustCompile(`(?i)\[(APPENDUID|COPYUID) [^\]]*\] ?|\bUIDPLUS ?`)
+
+// stripUIDPlus removes UIDPLUS from capability lists and APPENDUID and
+// COPYUID codes from replies.
+func stripUIDPlus(line []byte) []byte { return uidPlusCode.ReplaceAll(line, nil) }
 
 // decodeMUTF7 decodes IMAP's modified UTF-7 mailbox names; a name that
 // doesn't decode is returned as it is.
