@@ -469,9 +469,15 @@ func (p *pass) applyDeletes(w *folderWork) error {
 	return nil
 }
 
+// flagRecord is a message whose new flags are on the target, to record.
+type flagRecord struct {
+	w *folderWork
+	m *store.Message
+}
+
 // applyFlags mirrors source flag changes onto the copied messages, one
-// STORE per distinct change.
-func (p *pass) applyFlags(w *folderWork) error {
+// STORE per distinct change; the records go to out, for one commit.
+func (p *pass) applyFlags(w *folderWork, out *[]flagRecord) error {
 	if len(w.changed) == 0 {
 		return nil
 	}
@@ -506,31 +512,51 @@ func (p *pass) applyFlags(w *folderWork) error {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b op) int { return strings.Compare(a.flag, b.flag) })
+	// Pipelined: one round trip for all of the folder's STOREs.
+	var cmds []*imapclient.FetchCommand
 	for _, k := range keys {
 		sf := &imap.StoreFlags{Op: imap.StoreFlagsDel, Silent: true, Flags: []imap.Flag{imap.Flag(k.flag)}}
 		if k.add {
 			sf.Op = imap.StoreFlagsAdd
 		}
-		if err := p.tgt.Store(*groups[k], sf, nil).Close(); err != nil {
-			return fmt.Errorf("target STORE %q: %w", k.flag, err)
+		cmds = append(cmds, p.tgt.Store(*groups[k], sf, nil))
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Close(); err != nil {
+			return fmt.Errorf("target STORE %q: %w", keys[i].flag, err)
 		}
 	}
-	err = p.e.store.Update(func(tx store.Tx) error {
-		for _, c := range w.changed {
-			c.m.Flags = c.flags
-			if err := tx.PutMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, *c.m); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+	for _, c := range w.changed {
+		c.m.Flags = c.flags
+		*out = append(*out, flagRecord{w, c.m})
 	}
 	w.res.FlagsUpdated += len(w.changed)
 	w.changed = nil
 	return nil
 }
+
+// recordFlags records flags applied by applyFlags. A crash before it only
+// makes the next pass apply the same flags again.
+func (p *pass) recordFlags(recs []flagRecord) error {
+	for start := 0; start < len(recs); start += commitBatch {
+		err := p.e.store.Update(func(tx store.Tx) error {
+			for _, r := range recs[start:min(start+commitBatch, len(recs))] {
+				if err := tx.PutMessage(p.mb.Email, r.w.plan.Source, r.w.status.UIDValidity, *r.m); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitBatch bounds the records of one store commit (Badger limits a
+// transaction's size).
+const commitBatch = 5000
 
 func addToGroup[K comparable](groups map[K]*imap.UIDSet, k K, uid uint32) {
 	s := groups[k]

@@ -56,6 +56,11 @@ func (p *pass) copyNew() error {
 	if err := p.ensureWatermarks(dests); err != nil {
 		return err
 	}
+	// Every message is recorded as pending before the first APPEND, in as
+	// few synced commits as possible.
+	if err := p.recordPending(cands); err != nil {
+		return err
+	}
 	filter, err := p.targetFlags(dests[0].plan.Target)
 	if err != nil {
 		return err
@@ -151,6 +156,32 @@ func makeChunks(cands []*srcMsg, folders []*folderWork) []chunk {
 		return cmp.Or(b.msgs[0].date.Compare(a.msgs[0].date), cmp.Compare(order[a.w], order[b.w]))
 	})
 	return chunks
+}
+
+// recordPending records messages as pending: sent, or about to be, with
+// the result not yet known.
+func (p *pass) recordPending(msgs []*srcMsg) error {
+	for start := 0; start < len(msgs); start += commitBatch {
+		batch := msgs[start:min(start+commitBatch, len(msgs))]
+		err := p.e.store.Update(func(tx store.Tx) error {
+			for _, m := range batch {
+				e := store.Message{UID: m.uid, State: store.Pending, Flags: m.flags, Identity: m.identity, Size: m.size, Date: m.date}
+				if err := tx.PutMessage(p.mb.Email, m.w.plan.Source, m.w.status.UIDValidity, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		for _, m := range batch {
+			m.w.pendings++
+		}
+		p.mu.Unlock()
+	}
+	return nil
 }
 
 // connectPair opens one more source/target pair for copying, if the
@@ -264,8 +295,8 @@ type batch struct {
 	results chan appended
 }
 
-// sendChunk streams one chunk from a source FETCH into target APPENDs. The
-// messages are recorded as pending first; the replies are left to the
+// sendChunk streams one chunk from a source FETCH into target APPENDs (its
+// messages are recorded as pending already); the replies are left to the
 // worker's recorder, so the next chunk goes out without waiting for them.
 // When the target connection closed after refusing a message, sendChunk
 // returns errTargetClosed and the messages it did not get to.
@@ -273,23 +304,10 @@ func (p *pass) sendChunk(src, tgt *conn, c chunk, filter flagFilter) (*batch, []
 	w := c.w
 	byUID := make(map[uint32]*srcMsg, len(c.msgs))
 	var set imap.UIDSet
-	err := p.e.store.Update(func(tx store.Tx) error {
-		for _, m := range c.msgs {
-			byUID[m.uid] = m
-			set.AddNum(imap.UID(m.uid))
-			e := store.Message{UID: m.uid, State: store.Pending, Flags: m.flags, Identity: m.identity, Size: m.size, Date: m.date}
-			if err := tx.PutMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, e); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
+	for _, m := range c.msgs {
+		byUID[m.uid] = m
+		set.AddNum(imap.UID(m.uid))
 	}
-	p.mu.Lock()
-	w.pendings += len(c.msgs)
-	p.mu.Unlock()
 	// From here on the batch goes to the recorder, which settles every
 	// pending record of the chunk, sent or not.
 	b := &batch{w: w, tgt: tgt, msgs: c.msgs, results: make(chan appended, len(c.msgs))}

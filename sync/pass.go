@@ -75,13 +75,17 @@ func (p *pass) run() error {
 	if err := p.applyMoves(p.matchMoves()); err != nil {
 		return err
 	}
+	var flagged []flagRecord
 	for _, w := range p.folders {
 		if err := p.applyDeletes(w); err != nil {
 			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
 		}
-		if err := p.applyFlags(w); err != nil {
+		if err := p.applyFlags(w, &flagged); err != nil {
 			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
 		}
+	}
+	if err := p.recordFlags(flagged); err != nil {
+		return err
 	}
 	if err := p.copyNew(); err != nil {
 		return err
@@ -299,6 +303,7 @@ func normFlags(flags []imap.Flag) []string {
 // finish records each fully processed folder's watermarks so the next pass
 // can skip it when nothing changed, and forgets folders that vanished.
 func (p *pass) finish() error {
+	var states []store.Folder
 	for _, w := range p.folders {
 		if w.vanished {
 			if w.failed == 0 && !w.hasPending() {
@@ -326,13 +331,19 @@ func (p *pass) finish() error {
 			}
 		}
 		if w.scanned {
-			if err := p.e.store.Update(func(tx store.Tx) error { return tx.PutFolder(st) }); err != nil {
-				return err
-			}
+			states = append(states, st)
 		}
 		if w.failed > 0 && p.res.Err == nil {
 			p.res.FolderErrors++
 		}
 	}
-	return nil
+	// One commit for all folders: each is a synced write.
+	return p.e.store.Update(func(tx store.Tx) error {
+		for _, st := range states {
+			if err := tx.PutFolder(st); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
