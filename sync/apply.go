@@ -485,9 +485,7 @@ func (p *pass) applyFlags(w *folderWork, out *[]flagRecord) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.tgt.selectFolder(w.plan.Target, false, false); err != nil {
-		return fmt.Errorf("target SELECT %q: %w", w.plan.Target, err)
-	}
+	waitSel := p.tgt.selectAsync(w.plan.Target, false, false)
 	type op struct {
 		add  bool
 		flag string
@@ -512,7 +510,7 @@ func (p *pass) applyFlags(w *folderWork, out *[]flagRecord) error {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b op) int { return strings.Compare(a.flag, b.flag) })
-	// Pipelined: one round trip for all of the folder's STOREs.
+	// Pipelined: one round trip for the SELECT and all the STOREs.
 	var cmds []*imapclient.FetchCommand
 	for _, k := range keys {
 		sf := &imap.StoreFlags{Op: imap.StoreFlagsDel, Silent: true, Flags: []imap.Flag{imap.Flag(k.flag)}}
@@ -520,6 +518,12 @@ func (p *pass) applyFlags(w *folderWork, out *[]flagRecord) error {
 			sf.Op = imap.StoreFlagsAdd
 		}
 		cmds = append(cmds, p.tgt.Store(*groups[k], sf, nil))
+	}
+	if _, err := waitSel(); err != nil {
+		for _, cmd := range cmds {
+			cmd.Close()
+		}
+		return fmt.Errorf("target SELECT %q: %w", w.plan.Target, err)
 	}
 	for i, cmd := range cmds {
 		if err := cmd.Close(); err != nil {

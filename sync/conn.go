@@ -107,16 +107,27 @@ func (p *pass) closeConns() {
 	p.conns = nil
 }
 
-// selectFolder selects (or examines) name unless it already is.
-func (c *conn) selectFolder(name string, readOnly, condStore bool) (*imap.SelectData, error) {
+// selectAsync sends SELECT (or EXAMINE) for name unless it is selected
+// already, and returns how to wait for it: commands sent meanwhile follow
+// it in the same round trip.
+func (c *conn) selectAsync(name string, readOnly, condStore bool) func() (*imap.SelectData, error) {
 	if c.selected == name && c.readOnly == readOnly && c.sel != nil {
-		return c.sel, nil
+		sel := c.sel
+		return func() (*imap.SelectData, error) { return sel, nil }
 	}
 	c.selected = ""
-	sel, err := c.Select(name, &imap.SelectOptions{ReadOnly: readOnly, CondStore: condStore}).Wait()
-	if err != nil {
-		return nil, err
+	cmd := c.Select(name, &imap.SelectOptions{ReadOnly: readOnly, CondStore: condStore})
+	return func() (*imap.SelectData, error) {
+		sel, err := cmd.Wait()
+		if err != nil {
+			return nil, err
+		}
+		c.selected, c.readOnly, c.sel = name, readOnly, sel
+		return sel, nil
 	}
-	c.selected, c.readOnly, c.sel = name, readOnly, sel
-	return sel, nil
+}
+
+// selectFolder selects (or examines) name unless it already is.
+func (c *conn) selectFolder(name string, readOnly, condStore bool) (*imap.SelectData, error) {
+	return c.selectAsync(name, readOnly, condStore)()
 }

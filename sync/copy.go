@@ -312,16 +312,20 @@ func (p *pass) sendChunk(src, tgt *conn, c chunk, filter flagFilter) (*batch, []
 	// pending record of the chunk, sent or not.
 	b := &batch{w: w, tgt: tgt, msgs: c.msgs, results: make(chan appended, len(c.msgs))}
 
-	sel, err := src.selectFolder(w.plan.Source, true, false)
+	// EXAMINE and FETCH in one round trip.
+	waitSel := src.selectAsync(w.plan.Source, true, false)
+	section := &imap.FetchItemBodySection{Peek: true}
+	fetch := src.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	sel, err := waitSel()
 	if err != nil {
+		fetch.Close()
 		return b, nil, fmt.Errorf("folder %q: source EXAMINE: %w", w.plan.Source, err)
 	}
 	if sel.UIDValidity != w.status.UIDValidity {
+		fetch.Close()
 		return b, nil, imapconn.MakeTemporary(fmt.Errorf("folder %q: %w", w.plan.Source, errUIDValidityChanged))
 	}
 
-	section := &imap.FetchItemBodySection{Peek: true}
-	fetch := src.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 	sent := map[uint32]bool{}
 	var copyErr error
 	for copyErr == nil && !p.throttled.Load() {

@@ -44,11 +44,7 @@ type pass struct {
 }
 
 func (p *pass) run() error {
-	var err error
-	if p.src, err = p.connectSource(true); err != nil {
-		return err
-	}
-	if p.tgt, err = p.connectTarget(true); err != nil {
+	if err := p.connectBoth(); err != nil {
 		return err
 	}
 	p.condStore = p.src.Caps().Has(imap.CapCondStore)
@@ -104,6 +100,23 @@ func (p *pass) run() error {
 		}
 	}
 	return p.finish()
+}
+
+// connectBoth logs in to source and target at the same time.
+func (p *pass) connectBoth() error {
+	var srcErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.src, srcErr = p.connectSource(true)
+	}()
+	var err error
+	p.tgt, err = p.connectTarget(true)
+	<-done
+	if srcErr != nil {
+		return srcErr
+	}
+	return err
 }
 
 // planFolders lists the source's personal namespace and maps it.

@@ -123,7 +123,7 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 			w.status = imap.SelectData{UIDValidity: ss.UIDValidity, UIDNext: ss.UIDNext, NumMessages: *ss.NumMessages, HighestModSeq: ss.HighestModSeq}
 			continue
 		}
-		if err := p.scanFolder(w); err != nil {
+		if err := p.scanFolder(w, ss); err != nil {
 			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
 		}
 	}
@@ -150,14 +150,28 @@ func (p *pass) loadEntries(w *folderWork, uidv uint32, fn func(m store.Message))
 }
 
 // scanFolder finds what changed in one source folder since the last pass.
-func (p *pass) scanFolder(w *folderWork) error {
+// ss is the folder's STATUS from this pass.
+func (p *pass) scanFolder(w *folderWork, ss *imap.StatusData) error {
 	w.scanned = true
-	sel, err := p.src.selectFolder(w.plan.Source, true, p.condStore)
+	pv := w.prev
+	targetReset := w.hasPrev && pv.TargetUIDValidity != 0 && pv.TargetUIDValidity != w.tgtUIDValidity
+	fast := p.condStore && w.hasPrev && pv.Complete && pv.HighestModSeq != 0 && !targetReset && pv.UIDValidity == ss.UIDValidity
+	// The delta path sends EXAMINE and its FETCHes in one round trip.
+	var delta deltaFetches
+	waitSel := p.src.selectAsync(w.plan.Source, true, p.condStore)
+	if fast {
+		p.issueDelta(&delta, pv, ss.UIDNext, ss.HighestModSeq)
+	}
+	sel, err := waitSel()
 	if err != nil {
+		delta.close()
 		return fmt.Errorf("source EXAMINE: %w", err)
 	}
 	w.status = *sel
-	pv := w.prev
+	if fast && sel.UIDValidity != pv.UIDValidity {
+		delta.close()
+		fast = false
+	}
 	if w.hasPrev && pv.UIDValidity != 0 && pv.UIDValidity != sel.UIDValidity {
 		p.log.Warn("UIDVALIDITY changed on the source; matching messages by identity",
 			zap.String("folder", w.plan.Source), zap.Uint32("old", pv.UIDValidity), zap.Uint32("new", sel.UIDValidity))
@@ -169,10 +183,10 @@ func (p *pass) scanFolder(w *folderWork) error {
 		}
 	}
 	if err := p.loadEntries(w, sel.UIDValidity, func(m store.Message) { w.entries[m.UID] = &m }); err != nil {
+		delta.close()
 		return err
 	}
 
-	targetReset := w.hasPrev && pv.TargetUIDValidity != 0 && pv.TargetUIDValidity != w.tgtUIDValidity
 	if targetReset {
 		p.log.Warn("UIDVALIDITY changed on the target; finding copied messages again by identity",
 			zap.String("folder", w.plan.Source), zap.String("target", w.plan.Target))
@@ -192,9 +206,10 @@ func (p *pass) scanFolder(w *folderWork) error {
 		w.watermark = 1
 	}
 
-	fast := p.condStore && w.hasPrev && pv.Complete && pv.UIDValidity == sel.UIDValidity && pv.HighestModSeq != 0 && !targetReset
 	if fast {
-		err = p.scanDelta(w, sel)
+		// What arrived between STATUS and EXAMINE needs asking too.
+		p.issueDelta(&delta, pv, sel.UIDNext, sel.HighestModSeq)
+		err = p.scanDelta(w, sel, &delta)
 	} else {
 		err = p.scanAll(w, sel)
 	}
@@ -202,6 +217,41 @@ func (p *pass) scanFolder(w *folderWork) error {
 		return err
 	}
 	return p.fetchIdentities(w)
+}
+
+// deltaFetches are the FETCHes of a CONDSTORE delta scan, in the order they
+// were sent (and so must be read).
+type deltaFetches struct {
+	cmds    []*imapclient.FetchCommand
+	isNew   []bool
+	newSent bool
+	chgSent bool
+}
+
+// issueDelta sends what the delta scan still needs: the messages from the
+// last pass's UIDNEXT on, and the flags changed since its HIGHESTMODSEQ.
+// Their UID ranges don't overlap, so go-imap can tell their replies apart.
+func (p *pass) issueDelta(d *deltaFetches, pv store.Folder, uidNext imap.UID, modSeq uint64) {
+	if !d.chgSent && modSeq != pv.HighestModSeq && pv.UIDNext > 1 {
+		d.chgSent = true
+		opts := &imap.FetchOptions{UID: true, Flags: true, ChangedSince: pv.HighestModSeq}
+		d.cmds = append(d.cmds, p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}}, opts))
+		d.isNew = append(d.isNew, false)
+	}
+	if !d.newSent && uint32(uidNext) > pv.UIDNext {
+		d.newSent = true
+		var set imap.UIDSet
+		set.AddRange(imap.UID(pv.UIDNext), 0)
+		d.cmds = append(d.cmds, p.src.Fetch(set, &metaItems))
+		d.isNew = append(d.isNew, true)
+	}
+}
+
+func (d *deltaFetches) close() {
+	for _, c := range d.cmds {
+		c.Close()
+	}
+	d.cmds = nil
 }
 
 var metaItems = imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true}
@@ -229,30 +279,27 @@ func (p *pass) scanAll(w *folderWork, sel *imap.SelectData) error {
 // scanDelta uses CONDSTORE: new UIDs, flags changed since the last
 // HIGHESTMODSEQ, and a UID search only when the message count says that
 // something was expunged.
-func (p *pass) scanDelta(w *folderWork, sel *imap.SelectData) error {
+func (p *pass) scanDelta(w *folderWork, sel *imap.SelectData, d *deltaFetches) error {
 	pv := w.prev
 	newCount := uint32(0)
-	if uint32(sel.UIDNext) > pv.UIDNext {
-		var set imap.UIDSet
-		set.AddRange(imap.UID(pv.UIDNext), 0)
-		err := p.fetchMeta(set, &metaItems, func(m *srcMsg) {
-			if m.uid >= pv.UIDNext { // "n:*" also returns the last message when n is past it
-				newCount++
-				p.classify(w, m)
+	for i, cmd := range d.cmds {
+		var fn func(*srcMsg)
+		if d.isNew[i] {
+			fn = func(m *srcMsg) {
+				if m.uid >= pv.UIDNext { // "n:*" also returns the last message when n is past it
+					newCount++
+					p.classify(w, m)
+				}
 			}
-		})
-		if err != nil {
-			return err
+		} else {
+			fn = func(m *srcMsg) {
+				if e := w.entries[m.uid]; e != nil && e.State == store.Copied && !equalFlags(e.Flags, m.flags) {
+					w.changed = append(w.changed, &flagChange{m: e, flags: m.flags})
+				}
+			}
 		}
-	}
-	if sel.HighestModSeq != pv.HighestModSeq && pv.UIDNext > 1 {
-		opts := imap.FetchOptions{UID: true, Flags: true, ChangedSince: pv.HighestModSeq}
-		err := p.fetchMeta(imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}}, &opts, func(m *srcMsg) {
-			if e := w.entries[m.uid]; e != nil && e.State == store.Copied && !equalFlags(e.Flags, m.flags) {
-				w.changed = append(w.changed, &flagChange{m: e, flags: m.flags})
-			}
-		})
-		if err != nil {
+		if err := readMeta(cmd, fn); err != nil {
+			d.close()
 			return err
 		}
 	}
@@ -314,7 +361,11 @@ func equalFlags(a, b []string) bool {
 // fetchMeta streams FETCH results of the selected source folder without
 // keeping them all.
 func (p *pass) fetchMeta(set imap.UIDSet, opts *imap.FetchOptions, fn func(*srcMsg)) error {
-	cmd := p.src.Fetch(set, opts)
+	return readMeta(p.src.Fetch(set, opts), fn)
+}
+
+// readMeta reads a metadata FETCH's replies.
+func readMeta(cmd *imapclient.FetchCommand, fn func(*srcMsg)) error {
 	defer cmd.Close()
 	for {
 		msg := cmd.Next()
