@@ -133,7 +133,10 @@ func (p *pass) settle(w *folderWork, want []matchKey, found map[matchKey][]uint3
 		}
 		return false
 	}
+	// STATUS of the selected folder may answer from the session's old
+	// view (Dovecot does); NOOP makes the server report new messages.
 	next := uint32(p.tgt.sel.UIDNext)
+	known := p.tgt.sel.NumMessages
 	quietSince := time.Now()
 	deadline := time.Now().Add(settleMax)
 	for missing() && time.Since(quietSince) < p.e.opts.RecoverySettle && time.Now().Before(deadline) {
@@ -142,11 +145,10 @@ func (p *pass) settle(w *folderWork, want []matchKey, found map[matchKey][]uint3
 		case <-p.ctx.Done():
 			return nil, p.ctx.Err()
 		}
-		st, err := p.tgt.Status(w.plan.Target, &imap.StatusOptions{UIDNext: true}).Wait()
-		if err != nil {
-			return nil, fmt.Errorf("target STATUS %q: %w", w.plan.Target, err)
+		if err := p.tgt.Noop().Wait(); err != nil {
+			return nil, fmt.Errorf("target NOOP: %w", err)
 		}
-		if uint32(st.UIDNext) == next {
+		if mbox := p.tgt.Mailbox(); mbox == nil || mbox.NumMessages == known {
 			continue
 		}
 		more, err := p.targetIdentities(w, next, mapped)
@@ -156,7 +158,7 @@ func (p *pass) settle(w *folderWork, want []matchKey, found map[matchKey][]uint3
 		for k, uids := range more {
 			found[k] = append(found[k], uids...)
 		}
-		next, quietSince = uint32(st.UIDNext), time.Now()
+		next, known, quietSince = uint32(p.tgt.sel.UIDNext), p.tgt.sel.NumMessages, time.Now()
 	}
 	return found, nil
 }

@@ -528,6 +528,9 @@ func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, 
 		}
 	}
 	if err != nil {
+		// Some or all of the message may have reached the server, which
+		// may still store it: it stays pending, for recovery to look for.
+		b.results <- appended{m: m, err: err}
 		return fmt.Errorf("append uid %d: %w", m.uid, err)
 	}
 	m.size = size
@@ -590,7 +593,7 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 			case o.err != nil && isSizeRefusal(o.err):
 				e.State, e.Reason, e.Subject = store.Skipped, ReasonTargetLimit+": "+o.err.Error(), m.subject
 				refused = append(refused, o)
-			case o.err != nil && !imapconn.IsTemporary(o.err):
+			case o.err != nil && isRefusal(o.err) && !imapconn.IsTemporary(o.err):
 				p.log.Error("target refused message", zap.String("folder", w.plan.Source), zap.Uint32("uid", m.uid), zap.NamedError("err", o.err))
 				failed++
 				if err := tx.DeleteMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, m.uid); err != nil {
@@ -640,6 +643,14 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 		}
 	}
 	return nil
+}
+
+// isRefusal reports a tagged NO or BAD: the server answered, and did not
+// store the message. Anything else (a broken connection, a cancelled
+// pass) leaves it unknown.
+func isRefusal(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie) && (ie.Type == imap.StatusResponseTypeNo || ie.Type == imap.StatusResponseTypeBad)
 }
 
 // isSizeRefusal reports a target refusing a message for its size.
