@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // identityFields are the header fields fetched to recognise a message again.
@@ -71,6 +72,15 @@ var identitySection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHe
 func fetchIdentityItems(c *conn, set imap.UIDSet, fn func(identityItem)) error {
 	cmd := c.Fetch(set, &imap.FetchOptions{UID: true, InternalDate: true, RFC822Size: true,
 		BodySection: []*imap.FetchItemBodySection{identitySection}})
+	return eachFetched(cmd, func(buf *imapclient.FetchMessageBuffer) {
+		fn(identityItem{uid: uint32(buf.UID), date: buf.InternalDate.UTC().Truncate(time.Second), size: buf.RFC822Size,
+			headerInfo: parseIdentity(buf.FindBodySection(identitySection))})
+	})
+}
+
+// eachFetched calls fn with every message of a small-item FETCH (metadata,
+// header fields: never bodies), and closes the command.
+func eachFetched(cmd *imapclient.FetchCommand, fn func(*imapclient.FetchMessageBuffer)) error {
 	defer cmd.Close()
 	for {
 		msg := cmd.Next()
@@ -79,16 +89,14 @@ func fetchIdentityItems(c *conn, set imap.UIDSet, fn func(identityItem)) error {
 		}
 		buf, err := msg.Collect()
 		if err != nil {
-			return fmt.Errorf("FETCH headers: %w", err)
+			return fmt.Errorf("FETCH: %w", err)
 		}
-		if buf.UID == 0 {
-			continue
+		if buf.UID != 0 {
+			fn(buf)
 		}
-		fn(identityItem{uid: uint32(buf.UID), date: buf.InternalDate.UTC().Truncate(time.Second), size: buf.RFC822Size,
-			headerInfo: parseIdentity(buf.FindBodySection(identitySection))})
 	}
 	if err := cmd.Close(); err != nil {
-		return fmt.Errorf("FETCH headers: %w", err)
+		return fmt.Errorf("FETCH: %w", err)
 	}
 	return nil
 }

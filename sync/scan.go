@@ -366,24 +366,11 @@ func (p *pass) fetchMeta(set imap.UIDSet, opts *imap.FetchOptions, fn func(*srcM
 
 // readMeta reads a metadata FETCH's replies.
 func readMeta(cmd *imapclient.FetchCommand, fn func(*srcMsg)) error {
-	defer cmd.Close()
-	for {
-		msg := cmd.Next()
-		if msg == nil {
-			break
-		}
-		buf, err := msg.Collect()
-		if err != nil {
-			return fmt.Errorf("source FETCH: %w", err)
-		}
-		if buf.UID == 0 {
-			continue
-		}
-		m := &srcMsg{uid: uint32(buf.UID), flags: normFlags(buf.Flags), size: buf.RFC822Size, date: buf.InternalDate.UTC().Truncate(time.Second)}
-		fn(m)
-	}
-	if err := cmd.Close(); err != nil {
-		return fmt.Errorf("source FETCH: %w", err)
+	err := eachFetched(cmd, func(buf *imapclient.FetchMessageBuffer) {
+		fn(&srcMsg{uid: uint32(buf.UID), flags: normFlags(buf.Flags), size: buf.RFC822Size, date: buf.InternalDate.UTC().Truncate(time.Second)})
+	})
+	if err != nil {
+		return fmt.Errorf("source %w", err)
 	}
 	return nil
 }
