@@ -99,6 +99,13 @@ type Options struct {
 	// Fsync: if false (default) set mail_fsync=never so tests are fast; if true keep Dovecot's default
 	// (mail_fsync=optimized, for benchmarks).
 	Fsync bool
+	// Auth, if set, replaces the password logins: given the server's
+	// directory and its passwd-file (usable as a userdb for Users), it returns
+	// the auth part of dovecot.conf (auth_mechanisms, passdb and userdb
+	// blocks, other auth_ settings) and files to write into the directory
+	// before Dovecot starts. For servers that take other credentials, such
+	// as OAuth2 tokens (internal/oauthtest).
+	Auth func(dir, passwd string) (conf string, files map[string]string)
 	// MasterUser, if non-empty, with MasterPassword, configures a Dovecot master passdb so that
 	// "user*master" logins work (auth_master_user_separator is "*").
 	MasterUser, MasterPassword string
@@ -419,7 +426,6 @@ func (s *Server) writeConfig() error {
 	p("first_valid_gid = %s", s.mailUser.Gid)
 	p("last_valid_gid = %s", s.mailUser.Gid)
 	p("mail_max_userip_connections = 1000")
-	p("auth_mechanisms = plain login")
 	p("disable_plaintext_auth = no")
 	// Less waiting after failed logins: no auth_failure_delay (default 2 s; 2.3 still
 	// answers failures in 0.5 s batches) and no auth penalty (2, 4, 8, 15 s per IP),
@@ -462,23 +468,17 @@ func (s *Server) writeConfig() error {
 		p("  quota_max_mail_size = %dB", s.opts.MaxMessageSize)
 		p("}")
 	}
-	if s.opts.MasterUser != "" {
-		p("auth_master_user_separator = *")
-		p("passdb {")
-		p("  driver = passwd-file")
-		p("  args = scheme=PLAIN %s", s.masterPasswdPath())
-		p("  master = yes")
-		p("  pass = yes") // the user logged in as must exist in the next passdb
-		p("}")
+	if s.opts.Auth != nil {
+		conf, files := s.opts.Auth(s.dir, s.passwdPath())
+		for name, content := range files {
+			if err := writeFile(filepath.Join(s.dir, name), []byte(content), 0o644); err != nil {
+				return err
+			}
+		}
+		b.WriteString(conf)
+	} else {
+		s.writePasswordAuth(p)
 	}
-	p("passdb {")
-	p("  driver = passwd-file")
-	p("  args = scheme=PLAIN username_format=%%u %s", s.passwdPath())
-	p("}")
-	p("userdb {")
-	p("  driver = passwd-file")
-	p("  args = username_format=%%u %s", s.passwdPath())
-	p("}")
 	p("namespace inbox {")
 	p("  inbox = yes")
 	p("  separator = %s", s.opts.Separator)
@@ -507,6 +507,29 @@ func (s *Server) writeConfig() error {
 var errAddrInUse = errors.New("address already in use")
 
 // start runs the Dovecot master and waits for the greeting.
+// writePasswordAuth is the default auth part: LOGIN and PLAIN against the
+// passwd-file, and the master user when there is one.
+func (s *Server) writePasswordAuth(p func(format string, args ...any)) {
+	p("auth_mechanisms = plain login")
+	if s.opts.MasterUser != "" {
+		p("auth_master_user_separator = *")
+		p("passdb {")
+		p("  driver = passwd-file")
+		p("  args = scheme=PLAIN %s", s.masterPasswdPath())
+		p("  master = yes")
+		p("  pass = yes") // the user logged in as must exist in the next passdb
+		p("}")
+	}
+	p("passdb {")
+	p("  driver = passwd-file")
+	p("  args = scheme=PLAIN username_format=%%u %s", s.passwdPath())
+	p("}")
+	p("userdb {")
+	p("  driver = passwd-file")
+	p("  args = username_format=%%u %s", s.passwdPath())
+	p("}")
+}
+
 func (s *Server) start() error {
 	logFile, err := os.OpenFile(s.logPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
