@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/natefinch/lumberjack.v2"
+
+	"github.com/mailferry/mailferry/config"
 )
 
 // Defaults of the service's log file (config keys log_max_size_mb and
@@ -145,4 +147,13 @@ func (stderrLog) Error(v ...any) error {
 func (stderrLog) Info(v ...any) error {
 	_, err := fmt.Fprintln(os.Stderr, append([]any{"mailferry:"}, v...)...)
 	return err
+}
+
+// logFileBesideData is the log file in the data directory (or beside the
+// config file): the default where no system log directory is the custom.
+func logFileBesideData(o *config.Options) string {
+	if o.Data != "" {
+		return filepath.Join(o.Data, "mailferry.log")
+	}
+	return filepath.Join(filepath.Dir(o.Config), "mailferry.log")
 }

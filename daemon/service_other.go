@@ -4,7 +4,6 @@ package daemon
 
 import (
 	"errors"
-	"path/filepath"
 
 	"github.com/kardianos/service"
 
@@ -12,12 +11,7 @@ import (
 )
 
 // DefaultLogFile is where the service logs unless told otherwise.
-func DefaultLogFile(o *config.Options) string {
-	if o.Data != "" {
-		return filepath.Join(o.Data, "mailferry.log")
-	}
-	return filepath.Join(filepath.Dir(o.Config), "mailferry.log")
-}
+func DefaultLogFile(o *config.Options) string { return logFileBesideData(o) }
 
 func checkPlatform() error {
 	return Fatal(errors.New("mailferry service supports Linux (systemd) and Windows; run `mailferry run --config FILE` under this system's supervisor"))

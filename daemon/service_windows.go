@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"errors"
-	"path/filepath"
 
 	"github.com/kardianos/service"
 
@@ -11,12 +10,7 @@ import (
 
 // DefaultLogFile is where the service logs unless told otherwise: beside
 // the migration's state, in the data directory.
-func DefaultLogFile(o *config.Options) string {
-	if o.Data != "" {
-		return filepath.Join(o.Data, "mailferry.log")
-	}
-	return filepath.Join(filepath.Dir(o.Config), "mailferry.log")
-}
+func DefaultLogFile(o *config.Options) string { return logFileBesideData(o) }
 
 // checkPlatform: every Windows has the service control manager.
 func checkPlatform() error { return nil }
