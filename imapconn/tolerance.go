@@ -39,6 +39,7 @@ import (
 type toleranceConn struct {
 	net.Conn
 	f      lineFilter
+	off    int // how much of f.out was delivered
 	buf    []byte
 	err    error
 	report func(toleranceEvent)
@@ -67,15 +68,33 @@ func newToleranceConn(c net.Conn, report func(toleranceEvent)) *toleranceConn {
 }
 
 func (c *toleranceConn) Read(p []byte) (int, error) {
-	for len(c.f.out) == 0 {
+	if c.off == len(c.f.out) && c.err == nil {
+		if n := c.f.passing(); n > 0 {
+			// Literal data passes unchanged: straight from the socket into
+			// p, without the filter's two copies (message bodies are most
+			// of the stream).
+			k, err := c.Conn.Read(p[:min(int64(len(p)), n)])
+			c.f.passed(k)
+			if err != nil && !isTimeout(err) {
+				c.err, err = err, nil // for the next Read
+			}
+			if k > 0 {
+				return k, nil // a deadline that came with data comes again
+			}
+			if err != nil {
+				return 0, err
+			}
+		}
+	}
+	for c.off == len(c.f.out) {
+		c.f.out, c.off = c.f.out[:0], 0
 		if c.err != nil {
 			return 0, c.err
 		}
 		n, err := c.Conn.Read(c.buf)
 		c.f.feed(c.buf[:n])
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if isTimeout(err) {
 				if len(c.f.out) == 0 {
 					c.flushEvents()
 					return 0, err // a deadline: the caller may read on later
@@ -87,13 +106,14 @@ func (c *toleranceConn) Read(p []byte) (int, error) {
 		}
 		c.flushEvents()
 	}
-	n := copy(p, c.f.out)
-	if n == len(c.f.out) {
-		c.f.out = c.f.out[:0]
-	} else {
-		c.f.out = c.f.out[n:]
-	}
+	n := copy(p, c.f.out[c.off:])
+	c.off += n
 	return n, nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (c *toleranceConn) flushEvents() {
@@ -147,6 +167,23 @@ type lineFilter struct {
 	literal  int64  // stLiteral: bytes still to come
 	out      []byte
 	events   []toleranceEvent
+}
+
+// passing is how many bytes from here on pass unchanged without being
+// looked at: the rest of a literal that is not being dropped.
+func (f *lineFilter) passing() int64 {
+	if f.state == stLiteral && !f.drop {
+		return f.literal
+	}
+	return 0
+}
+
+// passed advances over n bytes that passing allowed, delivered elsewhere.
+func (f *lineFilter) passed(n int) {
+	f.literal -= int64(n)
+	if f.literal == 0 {
+		f.state = stLine
+	}
 }
 
 func (f *lineFilter) feed(in []byte) {

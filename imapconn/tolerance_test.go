@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -390,7 +391,41 @@ func FuzzToleranceStream(f *testing.F) {
 		if !bytes.Equal(fl.out, want) {
 			t.Fatalf("stream in pieces:\n got %q\nwant %q", fl.out, want)
 		}
+		// Through the conn, whose literal data skips the filter.
+		tc := newToleranceConn(&chunkConn{data: stream, r: r}, nil)
+		var got []byte
+		for {
+			p := make([]byte, 1+r.IntN(96))
+			n, err := tc.Read(p)
+			got = append(got, p[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("stream through the conn:\n got %q\nwant %q", got, want)
+		}
 	})
+}
+
+// chunkConn serves data in reads of random sizes, then io.EOF.
+type chunkConn struct {
+	net.Conn
+	data []byte
+	r    *rand.Rand
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(c.data), 1+c.r.IntN(64))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
 }
 
 func checkLine(t *testing.T, in, out []byte) {
