@@ -36,6 +36,10 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	upOpts.ModSeq = false
 	upOpts.ChangedSince = 0
 
+	if s.cork != nil {
+		s.cork.cork()
+		defer s.cork.uncork()
+	}
 	s.waitStart()
 	cmd := up.Fetch(set, &upOpts)
 	s.waitEnd()

@@ -184,7 +184,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.opts.TLSConfig == nil && !s.opts.AllowPlaintextAuth {
 		return errors.New("proxy: a plain listener needs Options.TLSConfig (for STARTTLS) or Options.AllowPlaintextAuth")
 	}
-	return s.serve(ln)
+	return s.serve(corkListener{ln})
 }
 
 // ServeTLS accepts implicit-TLS connections on ln (a plain TCP listener; the
@@ -193,7 +193,7 @@ func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.opts.TLSConfig == nil {
 		return errors.New("proxy: ServeTLS needs Options.TLSConfig")
 	}
-	return s.serve(tls.NewListener(ln, s.opts.TLSConfig))
+	return s.serve(tls.NewListener(corkListener{ln}, s.opts.TLSConfig))
 }
 
 func (s *Server) serve(ln net.Listener) error {

@@ -40,6 +40,7 @@ type session struct {
 	cid    string
 	remote string
 	ip     string
+	cork   *corkConn // the client's connection; nil for a listener not ours
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -102,6 +103,7 @@ func newSession(srv *Server, conn *imapserver.Conn, cid string) *session {
 			s.ip = s.remote
 		}
 	}
+	s.cork = corkOf(conn.NetConn())
 	s.log = srv.log.With(zap.String("cid", cid))
 	return s
 }
