@@ -104,16 +104,18 @@ func (p *pass) copyNew() error {
 	}
 	wg.Add(1)
 	go worker(p.src, p.tgt)
+	// More pairs join as they log in; the first starts at once.
 	for range min(p.e.opts.ConnectionsPerMailbox, len(chunks)) - 1 {
-		src, tgt, err := p.connectPair()
-		if err != nil {
-			p.log.Warn("copying with fewer connections", zap.NamedError("err", err))
-		}
-		if src == nil || tgt == nil {
-			break
-		}
-		wg.Add(1)
-		go worker(src, tgt)
+		wg.Go(func() {
+			src, tgt, err := p.connectPair(false)
+			if err != nil {
+				p.log.Warn("copying with fewer connections", zap.NamedError("err", err))
+			}
+			if src != nil && tgt != nil {
+				wg.Add(1)
+				worker(src, tgt)
+			}
+		})
 	}
 feed:
 	for _, c := range chunks {
@@ -182,21 +184,6 @@ func (p *pass) recordPending(msgs []*srcMsg) error {
 		p.mu.Unlock()
 	}
 	return nil
-}
-
-// connectPair opens one more source/target pair for copying, if the
-// servers' caps allow it now; a half pair is given back.
-func (p *pass) connectPair() (*conn, *conn, error) {
-	src, err := p.connectSource(false)
-	if err != nil || src == nil {
-		return nil, nil, err
-	}
-	tgt, err := p.connectTarget(false)
-	if err != nil || tgt == nil {
-		p.drop(src)
-		return nil, nil, err
-	}
-	return src, tgt, nil
 }
 
 func chunkSize(c chunk) (n int64) {

@@ -102,21 +102,37 @@ func (p *pass) run() error {
 	return p.finish()
 }
 
-// connectBoth logs in to source and target at the same time.
+// connectBoth opens the pass's main pair of connections.
 func (p *pass) connectBoth() error {
-	var srcErr error
+	var err error
+	p.src, p.tgt, err = p.connectPair(true)
+	return err
+}
+
+// connectPair logs in to source and target at the same time. With wait
+// false it gives up at once where a server's connection cap is reached,
+// and returns no pair; a half pair is given back.
+func (p *pass) connectPair(wait bool) (src, tgt *conn, err error) {
+	var tgtErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.src, srcErr = p.connectSource(true)
+		tgt, tgtErr = p.connectTarget(wait)
 	}()
-	var err error
-	p.tgt, err = p.connectTarget(true)
+	src, err = p.connectSource(wait)
 	<-done
-	if srcErr != nil {
-		return srcErr
+	if err == nil {
+		err = tgtErr
 	}
-	return err
+	if src == nil || tgt == nil {
+		for _, c := range []*conn{src, tgt} {
+			if c != nil {
+				p.drop(c)
+			}
+		}
+		return nil, nil, err
+	}
+	return src, tgt, nil
 }
 
 // planFolders lists the source's personal namespace and maps it.

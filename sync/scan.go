@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/zap"
 
+	"github.com/mailferry/mailferry/imapconn"
 	"github.com/mailferry/mailferry/store"
 )
 
@@ -26,8 +27,10 @@ type folderWork struct {
 	// (0: nothing pending).
 	watermark uint32
 
-	scanned  bool // changed since the last pass, and scanned
-	vanished bool // gone from the source; its messages are gone with it
+	// srcStatus is the source folder's STATUS at the start of the pass.
+	srcStatus *imap.StatusData
+	scanned   bool // changed since the last pass, and scanned
+	vanished  bool // gone from the source; its messages are gone with it
 
 	entries  map[uint32]*store.Message // recorded messages, current UIDVALIDITY
 	seen     map[uint32]*srcMsg        // source messages of recorded pending entries
@@ -92,7 +95,9 @@ func (p *pass) newWork(pl FolderPlan) *folderWork {
 }
 
 // scanFolders asks both servers for each folder's status in one pipelined
-// round, and scans the folders that changed since the last pass.
+// round, and scans the folders that changed since the last pass: the delta
+// scans of all of them in one more round trip, then, one by one, the
+// folders that need a full scan.
 func (p *pass) scanFolders(plans []FolderPlan) error {
 	srcOpts := &imap.StatusOptions{UIDValidity: true, UIDNext: true, NumMessages: true, HighestModSeq: p.condStore}
 	tgtOpts := &imap.StatusOptions{UIDValidity: true, UIDNext: true}
@@ -108,6 +113,7 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 		w := p.newWork(pl)
 		pairs = append(pairs, pair{w, p.src.Status(pl.Source, srcOpts), p.tgt.Status(pl.Target, tgtOpts)})
 	}
+	var scannable, full []*folderWork
 	for _, pr := range pairs {
 		ss, err := pr.src.Wait()
 		if err != nil {
@@ -119,12 +125,40 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 		}
 		w := pr.w
 		w.tgtUIDValidity, w.tgtUIDNext = ts.UIDValidity, uint32(ts.UIDNext)
-		if p.unchanged(w, ss) {
+		w.srcStatus = ss
+		switch {
+		case p.unchanged(w, ss):
 			w.status = imap.SelectData{UIDValidity: ss.UIDValidity, UIDNext: ss.UIDNext, NumMessages: *ss.NumMessages, HighestModSeq: ss.HighestModSeq}
-			continue
+		case p.deltaScannable(w, ss):
+			scannable = append(scannable, w)
+		default:
+			full = append(full, w)
 		}
-		if err := p.scanFolder(w, ss); err != nil {
-			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
+	}
+	deltas := make([]*deltaScan, len(scannable))
+	for i, w := range scannable {
+		deltas[i] = p.sendDelta(w)
+	}
+	var searches []*deltaScan
+	for i, d := range deltas {
+		redo, err := p.readDelta(d)
+		if err != nil {
+			closeDeltas(deltas[i+1:])
+			return fmt.Errorf("folder %q: %w", d.w.plan.Source, err)
+		}
+		switch redo {
+		case deltaNeedsSearch:
+			searches = append(searches, d)
+		case deltaNeedsFullScan:
+			full = append(full, d.w)
+		}
+	}
+	if err := p.searchExpunged(searches); err != nil {
+		return err
+	}
+	for _, f := range full {
+		if err := p.scanFolder(f); err != nil {
+			return fmt.Errorf("folder %q: %w", f.plan.Source, err)
 		}
 	}
 	return nil
@@ -142,6 +176,15 @@ func (p *pass) unchanged(w *folderWork, ss *imap.StatusData) bool {
 		pv.TargetUIDValidity == w.tgtUIDValidity && pv.Target == w.plan.Target
 }
 
+// deltaScannable reports whether a changed folder can be scanned from its
+// last complete pass on with CONDSTORE: new UIDs and changed flags only.
+func (p *pass) deltaScannable(w *folderWork, ss *imap.StatusData) bool {
+	pv := w.prev
+	return p.condStore && w.hasPrev && pv.Complete && pv.HighestModSeq != 0 && ss.NumMessages != nil &&
+		pv.UIDValidity == ss.UIDValidity && uint32(ss.UIDNext) >= pv.UIDNext &&
+		(pv.TargetUIDValidity == 0 || pv.TargetUIDValidity == w.tgtUIDValidity)
+}
+
 func (p *pass) loadEntries(w *folderWork, uidv uint32, fn func(m store.Message)) error {
 	return p.e.store.Messages(p.mb.Email, w.plan.Source, uidv, func(m store.Message) error {
 		fn(m)
@@ -149,44 +192,14 @@ func (p *pass) loadEntries(w *folderWork, uidv uint32, fn func(m store.Message))
 	})
 }
 
-// scanFolder finds what changed in one source folder since the last pass.
-// ss is the folder's STATUS from this pass.
-func (p *pass) scanFolder(w *folderWork, ss *imap.StatusData) error {
-	w.scanned = true
-	pv := w.prev
-	targetReset := w.hasPrev && pv.TargetUIDValidity != 0 && pv.TargetUIDValidity != w.tgtUIDValidity
-	fast := p.condStore && w.hasPrev && pv.Complete && pv.HighestModSeq != 0 && !targetReset && pv.UIDValidity == ss.UIDValidity
-	// The delta path sends EXAMINE and its FETCHes in one round trip.
-	var delta deltaFetches
-	waitSel := p.src.selectAsync(w.plan.Source, true, p.condStore)
-	if fast {
-		p.issueDelta(&delta, pv, ss.UIDNext, ss.HighestModSeq)
-	}
-	sel, err := waitSel()
-	if err != nil {
-		delta.close()
-		return fmt.Errorf("source EXAMINE: %w", err)
-	}
-	w.status = *sel
-	if fast && sel.UIDValidity != pv.UIDValidity {
-		delta.close()
-		fast = false
-	}
-	if w.hasPrev && pv.UIDValidity != 0 && pv.UIDValidity != sel.UIDValidity {
-		p.log.Warn("UIDVALIDITY changed on the source; matching messages by identity",
-			zap.String("folder", w.plan.Source), zap.Uint32("old", pv.UIDValidity), zap.Uint32("new", sel.UIDValidity))
-		err := p.loadEntries(w, pv.UIDValidity, func(m store.Message) {
-			w.gone = append(w.gone, &goneMsg{w: w, uidv: pv.UIDValidity, m: m})
-		})
-		if err != nil {
-			return err
-		}
-	}
-	if err := p.loadEntries(w, sel.UIDValidity, func(m store.Message) { w.entries[m.UID] = &m }); err != nil {
-		delta.close()
+// loadRecorded loads the folder's recorded messages under uidv and counts
+// the pending ones, which need a watermark to be looked for. With
+// targetReset (the target folder's UIDVALIDITY changed) every copied
+// message becomes pending, to be found again by identity.
+func (p *pass) loadRecorded(w *folderWork, uidv uint32, targetReset bool) error {
+	if err := p.loadEntries(w, uidv, func(m store.Message) { w.entries[m.UID] = &m }); err != nil {
 		return err
 	}
-
 	if targetReset {
 		p.log.Warn("UIDVALIDITY changed on the target; finding copied messages again by identity",
 			zap.String("folder", w.plan.Source), zap.String("target", w.plan.Target))
@@ -205,53 +218,201 @@ func (p *pass) scanFolder(w *folderWork, ss *imap.StatusData) error {
 	if w.pendings > 0 && w.watermark == 0 {
 		w.watermark = 1
 	}
+	return nil
+}
 
-	if fast {
-		// What arrived between STATUS and EXAMINE needs asking too.
-		p.issueDelta(&delta, pv, sel.UIDNext, sel.HighestModSeq)
-		err = p.scanDelta(w, sel, &delta)
-	} else {
-		err = p.scanAll(w, sel)
+// deltaScan is a CONDSTORE delta scan on its way: EXAMINE, then FETCHes of
+// the flags changed since the last pass's HIGHESTMODSEQ and of the messages
+// new since its UIDNEXT (with their identity header fields), all sent
+// without waiting. Both FETCHes name closed UID ranges inside the folder's
+// STATUS, so their replies can't be taken for another folder's while the
+// scans of many folders are under way on one connection.
+type deltaScan struct {
+	w       *folderWork
+	waitSel func() (*imap.SelectData, error)
+	changed *imapclient.FetchCommand // nil: HIGHESTMODSEQ did not move
+	added   *imapclient.FetchCommand // nil: UIDNEXT did not move
+}
+
+var newItems = imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true,
+	BodySection: []*imap.FetchItemBodySection{identitySection}}
+
+func (p *pass) sendDelta(w *folderWork) *deltaScan {
+	pv, ss := w.prev, w.srcStatus
+	d := &deltaScan{w: w, waitSel: p.src.selectAsync(w.plan.Source, true, p.condStore)}
+	if ss.HighestModSeq != pv.HighestModSeq && pv.UIDNext > 1 {
+		d.changed = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}},
+			&imap.FetchOptions{UID: true, Flags: true, ChangedSince: pv.HighestModSeq})
 	}
+	if uint32(ss.UIDNext) > pv.UIDNext {
+		d.added = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: imap.UID(pv.UIDNext), Stop: ss.UIDNext - 1}}, &newItems)
+	}
+	return d
+}
+
+func (d *deltaScan) close() {
+	for _, c := range []*imapclient.FetchCommand{d.changed, d.added} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+func closeDeltas(ds []*deltaScan) {
+	for _, d := range ds {
+		d.close()
+	}
+}
+
+type deltaOutcome int
+
+const (
+	deltaDone          deltaOutcome = iota
+	deltaNeedsSearch                // messages were expunged: a UID SEARCH tells which
+	deltaNeedsFullScan              // the folder changed between STATUS and EXAMINE
+)
+
+// readDelta reads a delta scan's replies. The message count tells whether
+// anything was expunged since the last pass.
+func (p *pass) readDelta(d *deltaScan) (deltaOutcome, error) {
+	w, pv, ss := d.w, d.w.prev, d.w.srcStatus
+	sel, err := d.waitSel()
 	if err != nil {
+		d.close()
+		return 0, fmt.Errorf("source EXAMINE: %w", err)
+	}
+	if sel.UIDValidity != pv.UIDValidity || sel.UIDNext != ss.UIDNext {
+		// Something arrived (or the folder was reset) since STATUS: the
+		// FETCHes don't cover it.
+		d.close()
+		return deltaNeedsFullScan, nil
+	}
+	w.scanned = true
+	w.status = *sel
+	if err := p.loadRecorded(w, sel.UIDValidity, false); err != nil {
+		d.close()
+		return 0, err
+	}
+	// A server may answer the two FETCHes interleaved (Dovecot does), and
+	// go-imap's reader waits until each header literal is read: both are
+	// read at once.
+	var changed []*srcMsg
+	changedDone := make(chan error, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				changedDone <- fmt.Errorf("internal error reading changed flags: %v", v)
+			}
+		}()
+		if d.changed == nil {
+			changedDone <- nil
+			return
+		}
+		changedDone <- readMeta(d.changed, func(m *srcMsg) { changed = append(changed, m) })
+	}()
+	var added []*srcMsg
+	var addedErr error
+	if d.added != nil {
+		addedErr = eachFetched(d.added, func(buf *imapclient.FetchMessageBuffer) {
+			m := newSrcMsg(buf)
+			h := parseIdentity(buf.FindBodySection(identitySection))
+			m.identity, m.subject = h.identity, h.subject
+			added = append(added, m)
+		})
+	}
+	if err := <-changedDone; err != nil {
+		return 0, err
+	}
+	if addedErr != nil {
+		return 0, fmt.Errorf("source %w", addedErr)
+	}
+	for _, m := range changed {
+		if e := w.entries[m.uid]; e != nil && e.State == store.Copied && !equalFlags(e.Flags, m.flags) {
+			w.changed = append(w.changed, &flagChange{m: e, flags: m.flags})
+		}
+	}
+	for _, m := range added {
+		p.classify(w, m)
+	}
+	if sel.NumMessages != pv.NumMessages+uint32(len(added)) && pv.UIDNext > 1 {
+		return deltaNeedsSearch, nil
+	}
+	return deltaDone, nil
+}
+
+// searchExpunged finds which recorded messages are gone from the folders
+// of ds, with one EXAMINE and UID SEARCH each, all in one round trip.
+func (p *pass) searchExpunged(ds []*deltaScan) error {
+	type search struct {
+		d       *deltaScan
+		waitSel func() (*imap.SelectData, error)
+		cmd     *imapclient.SearchCommand
+	}
+	var searches []search
+	for _, d := range ds {
+		waitSel := p.src.selectAsync(d.w.plan.Source, true, p.condStore)
+		uids := imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(d.w.prev.UIDNext - 1)}}
+		cmd := p.src.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{uids}}, &imap.SearchOptions{ReturnAll: p.src.Caps().Has(imap.CapESearch)})
+		searches = append(searches, search{d, waitSel, cmd})
+	}
+	var first error
+	for _, s := range searches {
+		w := s.d.w
+		sel, err := s.waitSel()
+		if err == nil && sel.UIDValidity != w.status.UIDValidity {
+			err = imapconn.MakeTemporary(errUIDValidityChanged)
+		}
+		data, serr := s.cmd.Wait()
+		if err == nil && serr != nil {
+			err = fmt.Errorf("source UID SEARCH: %w", serr)
+		}
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("folder %q: %w", w.plan.Source, err)
+			}
+			continue
+		}
+		present := map[uint32]bool{}
+		for _, uid := range data.AllUIDs() {
+			present[uint32(uid)] = true
+		}
+		for uid, e := range w.entries {
+			if uid < w.prev.UIDNext && !present[uid] {
+				p.vanish(w, w.status.UIDValidity, e)
+			}
+		}
+	}
+	return first
+}
+
+// scanFolder reads one source folder whole: its messages' UIDs, flags,
+// sizes and dates, against what was recorded.
+func (p *pass) scanFolder(w *folderWork) error {
+	w.scanned = true
+	pv := w.prev
+	sel, err := p.src.selectFolder(w.plan.Source, true, p.condStore)
+	if err != nil {
+		return fmt.Errorf("source EXAMINE: %w", err)
+	}
+	w.status = *sel
+	if w.hasPrev && pv.UIDValidity != 0 && pv.UIDValidity != sel.UIDValidity {
+		p.log.Warn("UIDVALIDITY changed on the source; matching messages by identity",
+			zap.String("folder", w.plan.Source), zap.Uint32("old", pv.UIDValidity), zap.Uint32("new", sel.UIDValidity))
+		err := p.loadEntries(w, pv.UIDValidity, func(m store.Message) {
+			w.gone = append(w.gone, &goneMsg{w: w, uidv: pv.UIDValidity, m: m})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	targetReset := w.hasPrev && pv.TargetUIDValidity != 0 && pv.TargetUIDValidity != w.tgtUIDValidity
+	if err := p.loadRecorded(w, sel.UIDValidity, targetReset); err != nil {
+		return err
+	}
+	if err := p.scanAll(w, sel); err != nil {
 		return err
 	}
 	return p.fetchIdentities(w)
-}
-
-// deltaFetches are the FETCHes of a CONDSTORE delta scan, in the order they
-// were sent (and so must be read).
-type deltaFetches struct {
-	cmds    []*imapclient.FetchCommand
-	isNew   []bool
-	newSent bool
-	chgSent bool
-}
-
-// issueDelta sends what the delta scan still needs: the messages from the
-// last pass's UIDNEXT on, and the flags changed since its HIGHESTMODSEQ.
-// Their UID ranges don't overlap, so go-imap can tell their replies apart.
-func (p *pass) issueDelta(d *deltaFetches, pv store.Folder, uidNext imap.UID, modSeq uint64) {
-	if !d.chgSent && modSeq != pv.HighestModSeq && pv.UIDNext > 1 {
-		d.chgSent = true
-		opts := &imap.FetchOptions{UID: true, Flags: true, ChangedSince: pv.HighestModSeq}
-		d.cmds = append(d.cmds, p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}}, opts))
-		d.isNew = append(d.isNew, false)
-	}
-	if !d.newSent && uint32(uidNext) > pv.UIDNext {
-		d.newSent = true
-		var set imap.UIDSet
-		set.AddRange(imap.UID(pv.UIDNext), 0)
-		d.cmds = append(d.cmds, p.src.Fetch(set, &metaItems))
-		d.isNew = append(d.isNew, true)
-	}
-}
-
-func (d *deltaFetches) close() {
-	for _, c := range d.cmds {
-		c.Close()
-	}
-	d.cmds = nil
 }
 
 var metaItems = imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true}
@@ -270,53 +431,6 @@ func (p *pass) scanAll(w *folderWork, sel *imap.SelectData) error {
 	}
 	for uid, e := range w.entries {
 		if !present[uid] {
-			p.vanish(w, sel.UIDValidity, e)
-		}
-	}
-	return nil
-}
-
-// scanDelta uses CONDSTORE: new UIDs, flags changed since the last
-// HIGHESTMODSEQ, and a UID search only when the message count says that
-// something was expunged.
-func (p *pass) scanDelta(w *folderWork, sel *imap.SelectData, d *deltaFetches) error {
-	pv := w.prev
-	newCount := uint32(0)
-	for i, cmd := range d.cmds {
-		var fn func(*srcMsg)
-		if d.isNew[i] {
-			fn = func(m *srcMsg) {
-				if m.uid >= pv.UIDNext { // "n:*" also returns the last message when n is past it
-					newCount++
-					p.classify(w, m)
-				}
-			}
-		} else {
-			fn = func(m *srcMsg) {
-				if e := w.entries[m.uid]; e != nil && e.State == store.Copied && !equalFlags(e.Flags, m.flags) {
-					w.changed = append(w.changed, &flagChange{m: e, flags: m.flags})
-				}
-			}
-		}
-		if err := readMeta(cmd, fn); err != nil {
-			d.close()
-			return err
-		}
-	}
-	if sel.NumMessages == pv.NumMessages+newCount || pv.UIDNext <= 1 {
-		return nil
-	}
-	data, err := p.src.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}}}},
-		&imap.SearchOptions{ReturnAll: p.src.Caps().Has(imap.CapESearch)}).Wait()
-	if err != nil {
-		return fmt.Errorf("source UID SEARCH: %w", err)
-	}
-	present := map[uint32]bool{}
-	for _, uid := range data.AllUIDs() {
-		present[uint32(uid)] = true
-	}
-	for uid, e := range w.entries {
-		if uid < pv.UIDNext && !present[uid] {
 			p.vanish(w, sel.UIDValidity, e)
 		}
 	}
@@ -364,11 +478,13 @@ func (p *pass) fetchMeta(set imap.UIDSet, opts *imap.FetchOptions, fn func(*srcM
 	return readMeta(p.src.Fetch(set, opts), fn)
 }
 
+func newSrcMsg(buf *imapclient.FetchMessageBuffer) *srcMsg {
+	return &srcMsg{uid: uint32(buf.UID), flags: normFlags(buf.Flags), size: buf.RFC822Size, date: buf.InternalDate.UTC().Truncate(time.Second)}
+}
+
 // readMeta reads a metadata FETCH's replies.
 func readMeta(cmd *imapclient.FetchCommand, fn func(*srcMsg)) error {
-	err := eachFetched(cmd, func(buf *imapclient.FetchMessageBuffer) {
-		fn(&srcMsg{uid: uint32(buf.UID), flags: normFlags(buf.Flags), size: buf.RFC822Size, date: buf.InternalDate.UTC().Truncate(time.Second)})
-	})
+	err := eachFetched(cmd, func(buf *imapclient.FetchMessageBuffer) { fn(newSrcMsg(buf)) })
 	if err != nil {
 		return fmt.Errorf("source %w", err)
 	}
