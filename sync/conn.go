@@ -127,6 +127,18 @@ func (c *conn) selectAsync(name string, readOnly, condStore bool) func() (*imap.
 	}
 }
 
+// unselect leaves the selected folder, if any, without waiting. A server
+// that has a folder selected reports every APPEND into it to the session
+// as well, and Dovecot re-reads the folder to do so: on a big folder that
+// made each APPEND cost the target several times the CPU.
+func (c *conn) unselect() {
+	if c.selected == "" || !c.Caps().Has(imap.CapUnselect) {
+		return
+	}
+	c.Unselect()
+	c.selected, c.sel = "", nil
+}
+
 // selectFolder selects (or examines) name unless it already is.
 func (c *conn) selectFolder(name string, readOnly, condStore bool) (*imap.SelectData, error) {
 	return c.selectAsync(name, readOnly, condStore)()

@@ -65,6 +65,7 @@ func (p *pass) copyNew() error {
 	if err != nil {
 		return err
 	}
+	p.tgt.unselect()
 
 	jobs := make(chan chunk)
 	var wg gosync.WaitGroup
@@ -553,6 +554,7 @@ func (p *pass) flagAfterAppend(tgt *conn, w *folderWork, outcomes []appended) er
 	if err != nil {
 		return fmt.Errorf("target STORE \\Flagged in %q: %w", w.plan.Target, err)
 	}
+	tgt.unselect() // the worker appends on this connection
 	return nil
 }
 
