@@ -139,7 +139,7 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 	for i, w := range scannable {
 		deltas[i] = p.sendDelta(w)
 	}
-	var searches []*deltaScan
+	var searches []*folderWork
 	for i, d := range deltas {
 		redo, err := p.readDelta(d)
 		if err != nil {
@@ -148,7 +148,7 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 		}
 		switch redo {
 		case deltaNeedsSearch:
-			searches = append(searches, d)
+			searches = append(searches, d.w)
 		case deltaNeedsFullScan:
 			full = append(full, d.w)
 		}
@@ -341,23 +341,23 @@ func (p *pass) readDelta(d *deltaScan) (deltaOutcome, error) {
 }
 
 // searchExpunged finds which recorded messages are gone from the folders
-// of ds, with one EXAMINE and UID SEARCH each, all in one round trip.
-func (p *pass) searchExpunged(ds []*deltaScan) error {
+// ws, with one EXAMINE and UID SEARCH each, all in one round trip.
+func (p *pass) searchExpunged(ws []*folderWork) error {
 	type search struct {
-		d       *deltaScan
+		w       *folderWork
 		waitSel func() (*imap.SelectData, error)
 		cmd     *imapclient.SearchCommand
 	}
 	var searches []search
-	for _, d := range ds {
-		waitSel := p.src.selectAsync(d.w.plan.Source, true, p.condStore)
-		uids := imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(d.w.prev.UIDNext - 1)}}
+	for _, w := range ws {
+		waitSel := p.src.selectAsync(w.plan.Source, true, p.condStore)
+		uids := imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(w.prev.UIDNext - 1)}}
 		cmd := p.src.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{uids}}, &imap.SearchOptions{ReturnAll: p.src.Caps().Has(imap.CapESearch)})
-		searches = append(searches, search{d, waitSel, cmd})
+		searches = append(searches, search{w, waitSel, cmd})
 	}
 	var first error
 	for _, s := range searches {
-		w := s.d.w
+		w := s.w
 		sel, err := s.waitSel()
 		if err == nil && sel.UIDValidity != w.status.UIDValidity {
 			err = imapconn.MakeTemporary(errUIDValidityChanged)
