@@ -82,6 +82,18 @@ func (s *kvStore) Messages(mailbox, folder string, uidValidity uint32, fn func(M
 	})
 }
 
+func (s *kvStore) Message(mailbox, folder string, uidValidity, uid uint32) (Message, error) {
+	val, err := s.kv.get(messageKey(mailbox, folder, uidValidity, uid))
+	if err != nil {
+		return Message{}, err
+	}
+	m, err := decodeMessage(uid, val)
+	if err != nil {
+		return m, fmt.Errorf("%s %q: %w", mailbox, folder, err)
+	}
+	return m, nil
+}
+
 func (s *kvStore) Update(fn func(Tx) error) error {
 	return s.kv.update(func(w kvWriter) error { return fn(tx{w}) })
 }

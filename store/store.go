@@ -32,6 +32,8 @@ type Store interface {
 	// uidValidity) in ascending source UID order, without holding them all
 	// in memory.
 	Messages(mailbox, folder string, uidValidity uint32, fn func(Message) error) error
+	// Message returns one recorded message, or ErrNotFound.
+	Message(mailbox, folder string, uidValidity, uid uint32) (Message, error)
 	// Update runs fn and commits its writes atomically.
 	Update(fn func(Tx) error) error
 	// DeleteFolder removes a folder and every message recorded under it, in

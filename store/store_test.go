@@ -89,6 +89,14 @@ func TestStore(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("Messages =\n%+v\nwant\n%+v", got, want)
 			}
+			for _, m := range want {
+				if one, err := s.Message("a@x", "INBOX", 9, m.UID); err != nil || !reflect.DeepEqual(one, m) {
+					t.Fatalf("Message(%d) = %+v, %v; want %+v", m.UID, one, err, m)
+				}
+			}
+			if _, err := s.Message("a@x", "INBOX", 9, 999); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Message of an unknown UID: %v, want ErrNotFound", err)
+			}
 
 			if err := s.Update(func(tx Tx) error { return tx.DeleteMessage("a@x", "INBOX", 9, 7) }); err != nil {
 				t.Fatal(err)

@@ -206,9 +206,12 @@ func (p *pass) selectCandidates() ([]*srcMsg, error) {
 		if w.vanished {
 			continue
 		}
-		if w.scanned {
+		switch {
+		case w.scanned && !w.partial:
 			existing += len(w.entries)
-		} else {
+		case w.scanned:
+			existing += int(w.status.NumMessages) - len(w.newMsgs)
+		default:
 			existing += int(w.status.NumMessages)
 		}
 		for _, m := range w.newMsgs {

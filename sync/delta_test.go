@@ -2,6 +2,8 @@ package sync
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +69,45 @@ func mustStore(t *testing.T, c *imapclient.Client, set imap.UIDSet, op imap.Stor
 	t.Helper()
 	if err := c.Store(set, &imap.StoreFlags{Op: op, Silent: true, Flags: flags}, nil).Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestItemLimit: with --max-items the newest messages of the whole mailbox
+// are copied and the oldest beyond the limit are skipped and reported; a
+// later pass counts the recorded messages alike whether it scans folders
+// whole (no CONDSTORE) or only what changed (CONDSTORE), so a full mailbox
+// takes no more.
+func TestItemLimit(t *testing.T) {
+	for _, noCondStore := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nocondstore=%v", noCondStore), func(t *testing.T) {
+			e := newEnv(t, dovecottest.Options{NoCondStore: noCondStore}, dovecottest.Options{})
+			c := e.src.Dial(t, user)
+			create(t, c, "INBOX.Archive2020")
+			for i := range 6 { // i hours old
+				appendMsg(t, c, "INBOX", msg{id: fmt.Sprintf("i%d@x", i), subject: fmt.Sprintf("in %d", i), date: base.Add(-time.Duration(i) * time.Hour), size: 1500})
+			}
+			for i := 3; i < 5; i++ { // 3.5 and 4.5 hours old
+				appendMsg(t, c, "INBOX.Archive2020", msg{id: fmt.Sprintf("a%d@x", i), subject: fmt.Sprintf("archived %d", i), date: base.Add(-time.Duration(i)*time.Hour - 30*time.Minute), size: 1500})
+			}
+			limit := func(o *Options) { o.MaxItems = 5 }
+			res := e.pass(t, limit)
+			var skipped []string
+			for _, s := range res.SkippedItems {
+				if !strings.HasPrefix(s.Reason, ReasonItemLimit) {
+					t.Errorf("skipped %q for %q", s.Subject, s.Reason)
+				}
+				skipped = append(skipped, s.Subject)
+			}
+			slices.Sort(skipped)
+			if want := []string{"archived 4", "in 4", "in 5"}; res.Copied != 5 || !slices.Equal(skipped, want) {
+				t.Fatalf("first pass: copied %d, skipped %q; want 5 and %q", res.Copied, skipped, want)
+			}
+
+			appendMsg(t, c, "INBOX", msg{id: "new@x", subject: "newest", date: base.Add(time.Hour), size: 1500})
+			res = e.pass(t, limit)
+			if res.Copied != 0 || len(res.SkippedItems) != 1 || res.SkippedItems[0].Subject != "newest" {
+				t.Fatalf("second pass: copied %d, skipped %+v; want the new message skipped", res.Copied, res.SkippedItems)
+			}
+		})
 	}
 }

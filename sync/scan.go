@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -30,7 +31,9 @@ type folderWork struct {
 	// srcStatus is the source folder's STATUS at the start of the pass.
 	srcStatus *imap.StatusData
 	scanned   bool // changed since the last pass, and scanned
-	vanished  bool // gone from the source; its messages are gone with it
+	// partial: entries holds only the records a delta scan named.
+	partial  bool
+	vanished bool // gone from the source; its messages are gone with it
 
 	entries  map[uint32]*store.Message // recorded messages, current UIDVALIDITY
 	seen     map[uint32]*srcMsg        // source messages of recorded pending entries
@@ -192,12 +195,12 @@ func (p *pass) loadEntries(w *folderWork, uidv uint32, fn func(m store.Message))
 	})
 }
 
-// loadRecorded loads the folder's recorded messages under uidv and counts
-// the pending ones, which need a watermark to be looked for. With
-// targetReset (the target folder's UIDVALIDITY changed) every copied
-// message becomes pending, to be found again by identity.
+// loadRecorded loads the folder's recorded messages under uidv (those not
+// loaded yet). With targetReset (the target folder's UIDVALIDITY changed)
+// every copied message becomes pending, to be found again by identity.
 func (p *pass) loadRecorded(w *folderWork, uidv uint32, targetReset bool) error {
-	if err := p.loadEntries(w, uidv, func(m store.Message) { w.entries[m.UID] = &m }); err != nil {
+	w.partial = false
+	if err := p.loadEntries(w, uidv, w.addEntry); err != nil {
 		return err
 	}
 	if targetReset {
@@ -206,19 +209,59 @@ func (p *pass) loadRecorded(w *folderWork, uidv uint32, targetReset bool) error 
 		for _, m := range w.entries {
 			if m.State == store.Copied {
 				m.State, m.TgtUID = store.Pending, 0
+				w.pendings++
 			}
 		}
 		w.watermark = 1
 	}
-	for _, m := range w.entries {
-		if m.State == store.Pending {
-			w.pendings++
+	return nil
+}
+
+// deltaLookups bounds the single lookups of a delta scan; past it, reading
+// the folder's records whole is cheaper.
+const deltaLookups = 1000
+
+// loadNamed loads the recorded messages that a delta scan's replies name,
+// so that a delta costs what changed rather than what the folder holds.
+// The folder's records are then partial: what needs them all (a search for
+// expunged messages) loads the rest.
+func (p *pass) loadNamed(w *folderWork, uidv uint32, lists ...[]*srcMsg) error {
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	if n > deltaLookups {
+		return p.loadRecorded(w, uidv, false)
+	}
+	w.partial = true
+	for _, l := range lists {
+		for _, m := range l {
+			e, err := p.e.store.Message(p.mb.Email, w.plan.Source, uidv, m.uid)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			w.addEntry(e)
 		}
 	}
-	if w.pendings > 0 && w.watermark == 0 {
-		w.watermark = 1
-	}
 	return nil
+}
+
+// addEntry adds a recorded message not loaded yet; a pending one needs a
+// watermark to be looked for.
+func (w *folderWork) addEntry(m store.Message) {
+	if _, ok := w.entries[m.UID]; ok {
+		return
+	}
+	w.entries[m.UID] = &m
+	if m.State == store.Pending {
+		w.pendings++
+		if w.watermark == 0 {
+			w.watermark = 1
+		}
+	}
 }
 
 // deltaScan is a CONDSTORE delta scan on its way: EXAMINE, then FETCHes of
@@ -289,10 +332,6 @@ func (p *pass) readDelta(d *deltaScan) (deltaOutcome, error) {
 	}
 	w.scanned = true
 	w.status = *sel
-	if err := p.loadRecorded(w, sel.UIDValidity, false); err != nil {
-		d.close()
-		return 0, err
-	}
 	// A server may answer the two FETCHes interleaved (Dovecot does), and
 	// go-imap's reader waits until each header literal is read: both are
 	// read at once.
@@ -325,6 +364,9 @@ func (p *pass) readDelta(d *deltaScan) (deltaOutcome, error) {
 	}
 	if addedErr != nil {
 		return 0, fmt.Errorf("source %w", addedErr)
+	}
+	if err := p.loadNamed(w, sel.UIDValidity, changed, added); err != nil {
+		return 0, err
 	}
 	for _, m := range changed {
 		if e := w.entries[m.uid]; e != nil && e.State == store.Copied && !equalFlags(e.Flags, m.flags) {
@@ -371,6 +413,12 @@ func (p *pass) searchExpunged(ws []*folderWork) error {
 				first = fmt.Errorf("folder %q: %w", w.plan.Source, err)
 			}
 			continue
+		}
+		if w.partial {
+			if err := p.loadRecorded(w, w.status.UIDValidity, false); err != nil {
+				first = cmp.Or(first, err)
+				continue
+			}
 		}
 		present := map[uint32]bool{}
 		for _, uid := range data.AllUIDs() {
