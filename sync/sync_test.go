@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailferry/mailferry/internal/dovecottest"
 )
@@ -210,4 +212,72 @@ func TestExchangeOptions(t *testing.T) {
 		strings.Contains(body, "Disposition-Notification-To") || !strings.Contains(body, "X-MF-Receipt-Request-Disarm: bob@example.com") {
 		t.Fatalf("flags %v, body:\n%s", m.Flags, body)
 	}
+}
+
+// TestDateFilter: --since and --before copy only messages whose
+// INTERNALDATE is in [since, before); the others are counted as filtered.
+func TestDateFilter(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	for _, age := range []int{-1, 0, 1, 2, 5} { // hours before base; -1 is after it
+		appendMsg(t, c, "INBOX", msg{id: fmt.Sprintf("age%d@x", age), subject: fmt.Sprintf("%d hours old", age), date: base.Add(-time.Duration(age) * time.Hour), size: 1500})
+	}
+	res := e.pass(t, func(o *Options) { o.Since, o.Before = base.Add(-3*time.Hour), base })
+	var inbox *FolderResult
+	for _, f := range res.Folders {
+		if f.Source == "INBOX" {
+			inbox = f
+		}
+	}
+	if res.Copied != 2 || inbox == nil || inbox.Filtered != 3 {
+		t.Fatalf("copied %d, INBOX %+v; want 2 copied (1 and 2 hours old), 3 filtered", res.Copied, inbox)
+	}
+	subjects := folderSubjects(t, e.tgt.Dial(t, user), "INBOX")
+	slices.Sort(subjects)
+	if want := []string{"1 hours old", "2 hours old"}; !slices.Equal(subjects, want) {
+		t.Fatalf("target INBOX holds %q, want %q", subjects, want)
+	}
+}
+
+// TestSubscriptions: a folder subscribed on the source is subscribed on
+// the target under its new name; an unsubscribed one is not.
+func TestSubscriptions(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	create(t, c, "INBOX.Projects", "INBOX.Old")
+	if err := c.Subscribe("INBOX.Projects").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unsubscribe("INBOX.Old").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	e.pass(t)
+	list, err := e.tgt.Dial(t, user).List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribed := map[string]bool{}
+	for _, l := range list {
+		subscribed[l.Mailbox] = true
+	}
+	if !subscribed["Projects"] || subscribed["Old"] {
+		t.Fatalf("target subscriptions %v: want Projects and not Old", subscribed)
+	}
+}
+
+// folderSubjects returns the subjects of a folder's messages.
+func folderSubjects(t *testing.T, c *imapclient.Client, folder string) []string {
+	t.Helper()
+	if _, err := c.Select(folder, nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{Envelope: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.Envelope.Subject)
+	}
+	return out
 }
