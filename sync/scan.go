@@ -98,9 +98,9 @@ func (p *pass) newWork(pl FolderPlan) *folderWork {
 }
 
 // scanFolders asks both servers for each folder's status in one pipelined
-// round, and scans the folders that changed since the last pass: the delta
-// scans of all of them in one more round trip, then, one by one, the
-// folders that need a full scan.
+// round, and scans the folders that changed since the last pass: a delta
+// scan in one round trip each where CONDSTORE allows it, the UID searches
+// for expunged messages together, then the folders that need a full scan.
 func (p *pass) scanFolders(plans []FolderPlan) error {
 	srcOpts := &imap.StatusOptions{UIDValidity: true, UIDNext: true, NumMessages: true, HighestModSeq: p.condStore}
 	tgtOpts := &imap.StatusOptions{UIDValidity: true, UIDNext: true}
@@ -138,22 +138,21 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 			full = append(full, w)
 		}
 	}
-	deltas := make([]*deltaScan, len(scannable))
-	for i, w := range scannable {
-		deltas[i] = p.sendDelta(w)
-	}
+	// One folder at a time: a server may send unsolicited FETCH replies
+	// for the examined folder (flags changed by the user's mail client),
+	// and go-imap would hand one to any pending FETCH whose UID set
+	// contains its UID, another folder's too.
 	var searches []*folderWork
-	for i, d := range deltas {
-		redo, err := p.readDelta(d)
+	for _, w := range scannable {
+		redo, err := p.readDelta(p.sendDelta(w))
 		if err != nil {
-			closeDeltas(deltas[i+1:])
-			return fmt.Errorf("folder %q: %w", d.w.plan.Source, err)
+			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
 		}
 		switch redo {
 		case deltaNeedsSearch:
-			searches = append(searches, d.w)
+			searches = append(searches, w)
 		case deltaNeedsFullScan:
-			full = append(full, d.w)
+			full = append(full, w)
 		}
 	}
 	if err := p.searchExpunged(searches); err != nil {
@@ -267,9 +266,8 @@ func (w *folderWork) addEntry(m store.Message) {
 // deltaScan is a CONDSTORE delta scan on its way: EXAMINE, then FETCHes of
 // the flags changed since the last pass's HIGHESTMODSEQ and of the messages
 // new since its UIDNEXT (with their identity header fields), all sent
-// without waiting. Both FETCHes name closed UID ranges inside the folder's
-// STATUS, so their replies can't be taken for another folder's while the
-// scans of many folders are under way on one connection.
+// without waiting. The two UID ranges are closed and disjoint, so neither
+// FETCH can take the other's replies.
 type deltaScan struct {
 	w       *folderWork
 	waitSel func() (*imap.SelectData, error)
@@ -298,12 +296,6 @@ func (d *deltaScan) close() {
 		if c != nil {
 			c.Close()
 		}
-	}
-}
-
-func closeDeltas(ds []*deltaScan) {
-	for _, d := range ds {
-		d.close()
 	}
 }
 
