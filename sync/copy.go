@@ -567,9 +567,10 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 	for _, o := range outcomes {
 		done[o.m.uid] = o
 	}
-	var copied, failed, stillPending int
+	var copied, failed int
 	var bytes int64
 	var refused []appended
+	var pending []store.Message // for the recovery after the copy phase
 	err := p.e.store.Update(func(tx store.Tx) error {
 		for _, m := range msgs {
 			o, ok := done[m.uid]
@@ -594,7 +595,7 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 				continue
 			case o.err != nil:
 				// The connection broke: the message may or may not be there.
-				stillPending++
+				pending = append(pending, e)
 				continue
 			case o.data != nil && o.data.UID != 0 && (o.data.UIDValidity == 0 || o.data.UIDValidity == w.tgtUIDValidity):
 				e.State, e.TgtUID = store.Copied, uint32(o.data.UID)
@@ -602,7 +603,7 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 				bytes += m.size
 			default:
 				// No APPENDUID: recovery finds it after the copy phase.
-				stillPending++
+				pending = append(pending, e)
 				copied++
 				bytes += m.size
 				continue
@@ -617,7 +618,10 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 		return err
 	}
 	p.mu.Lock()
-	w.pendings += stillPending - len(msgs)
+	w.pendings += len(pending) - len(msgs)
+	for _, e := range pending {
+		w.entries[e.UID] = &e
+	}
 	w.res.Copied += copied
 	w.res.Bytes += bytes
 	w.res.Failed += failed

@@ -21,6 +21,7 @@ import (
 	"github.com/mailferry/mailferry/imapconn"
 	"github.com/mailferry/mailferry/internal/dovecottest"
 	"github.com/mailferry/mailferry/internal/exchangetest"
+	"github.com/mailferry/mailferry/store"
 )
 
 // Tests against a target that answers like Exchange Online: env's Dovecot
@@ -402,6 +403,23 @@ func TestNoUIDPlusTarget(t *testing.T) {
 	res := e.pass(t, viaFilter(t, f, nil))
 	if res.Copied != 8 || !res.OK() {
 		t.Fatalf("first pass: %+v", res)
+	}
+	// The copies were found on the target after the copy phase, not left
+	// pending for a later pass that may never scan the folder again.
+	states := map[store.State]int{}
+	inbox, err := e.st.Folder(e.mb.Email, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.st.Messages(e.mb.Email, "INBOX", inbox.UIDValidity, func(m store.Message) error {
+		if m.State == store.Copied && m.TgtUID == 0 {
+			t.Errorf("uid %d copied without a target UID", m.UID)
+		}
+		states[m.State]++
+		return nil
+	})
+	if err != nil || states[store.Copied] != 8 || len(states) != 1 {
+		t.Fatalf("records after the first pass: %v, %v; want 8 copied", states, err)
 	}
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
