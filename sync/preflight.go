@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
 	"go.uber.org/zap"
 
 	"github.com/mailferry/mailferry/config"
@@ -152,7 +151,7 @@ func (p *pass) measureFolder(pf *PreflightFolder, res *PreflightResult) error {
 		return nil
 	}
 	var big []*srcMsg
-	err = p.fetchMeta(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &metaItems, func(m *srcMsg) {
+	err = p.fetchMeta(allUIDs, &metaItems, func(m *srcMsg) {
 		pf.Messages++
 		pf.Bytes += m.size
 		switch {

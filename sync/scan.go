@@ -346,8 +346,7 @@ func (p *pass) readDelta(d *deltaScan) (deltaOutcome, error) {
 	if d.added != nil {
 		addedErr = eachFetched(d.added, func(buf *imapclient.FetchMessageBuffer) {
 			m := newSrcMsg(buf)
-			h := parseIdentity(buf.FindBodySection(identitySection))
-			m.identity, m.subject = h.identity, h.subject
+			m.identify(buf)
 			added = append(added, m)
 		})
 	}
@@ -426,11 +425,29 @@ func (p *pass) searchExpunged(ws []*folderWork) error {
 }
 
 // scanFolder reads one source folder whole: its messages' UIDs, flags,
-// sizes and dates, against what was recorded.
+// sizes and dates, against what was recorded. EXAMINE and the FETCH go in
+// one round trip; when everything is new (a first pass, a UIDVALIDITY
+// reset) the FETCH brings the identity header fields too.
 func (p *pass) scanFolder(w *folderWork) error {
 	w.scanned = true
-	pv := w.prev
-	sel, err := p.src.selectFolder(w.plan.Source, true, p.condStore)
+	pv, ss := w.prev, w.srcStatus
+	withIdentity := !w.hasPrev || ss.UIDValidity != pv.UIDValidity
+	items := &metaItems
+	if withIdentity {
+		items = &newItems
+	}
+	var fetch *imapclient.FetchCommand
+	defer func() {
+		if fetch != nil {
+			fetch.Close()
+		}
+	}()
+	waitSel := p.src.selectAsync(w.plan.Source, true, p.condStore)
+	if ss.NumMessages == nil || *ss.NumMessages > 0 {
+		// Some servers refuse "1:*" in an empty folder.
+		fetch = p.src.Fetch(allUIDs, items)
+	}
+	sel, err := waitSel()
 	if err != nil {
 		return fmt.Errorf("source EXAMINE: %w", err)
 	}
@@ -449,24 +466,21 @@ func (p *pass) scanFolder(w *folderWork) error {
 	if err := p.loadRecorded(w, sel.UIDValidity, targetReset); err != nil {
 		return err
 	}
-	if err := p.scanAll(w, sel); err != nil {
-		return err
+	if fetch == nil && sel.NumMessages > 0 {
+		fetch = p.src.Fetch(allUIDs, items) // arrived since STATUS
 	}
-	return p.fetchIdentities(w)
-}
-
-var metaItems = imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true}
-
-// scanAll lists every message's UID, flags, size and date: one command.
-func (p *pass) scanAll(w *folderWork, sel *imap.SelectData) error {
 	present := make(map[uint32]bool, sel.NumMessages)
-	if sel.NumMessages > 0 {
-		err := p.fetchMeta(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &metaItems, func(m *srcMsg) {
+	if fetch != nil {
+		err := eachFetched(fetch, func(buf *imapclient.FetchMessageBuffer) {
+			m := newSrcMsg(buf)
+			if withIdentity {
+				m.identify(buf)
+			}
 			present[m.uid] = true
 			p.classify(w, m)
 		})
 		if err != nil {
-			return err
+			return fmt.Errorf("source %w", err)
 		}
 	}
 	for uid, e := range w.entries {
@@ -474,8 +488,16 @@ func (p *pass) scanAll(w *folderWork, sel *imap.SelectData) error {
 			p.vanish(w, sel.UIDValidity, e)
 		}
 	}
-	return nil
+	if withIdentity {
+		return nil
+	}
+	return p.fetchIdentities(w)
 }
+
+var (
+	allUIDs   = imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}
+	metaItems = imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true}
+)
 
 // classify sorts one scanned source message: new, flags changed, pending.
 func (p *pass) classify(w *folderWork, m *srcMsg) {
@@ -520,6 +542,12 @@ func (p *pass) fetchMeta(set imap.UIDSet, opts *imap.FetchOptions, fn func(*srcM
 
 func newSrcMsg(buf *imapclient.FetchMessageBuffer) *srcMsg {
 	return &srcMsg{uid: uint32(buf.UID), flags: normFlags(buf.Flags), size: buf.RFC822Size, date: buf.InternalDate.UTC().Truncate(time.Second)}
+}
+
+// identify reads m's identity from the header fields of newItems.
+func (m *srcMsg) identify(buf *imapclient.FetchMessageBuffer) {
+	h := parseIdentity(buf.FindBodySection(identitySection))
+	m.identity, m.subject = h.identity, h.subject
 }
 
 // readMeta reads a metadata FETCH's replies.

@@ -174,7 +174,7 @@ func (p *pass) listIdentities(c *conn, folder string) ([]sideMsg, error) {
 		return nil, nil
 	}
 	var out []sideMsg
-	err = fetchIdentityItems(c, imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, func(it identityItem) {
+	err = fetchIdentityItems(c, allUIDs, func(it identityItem) {
 		out = append(out, sideMsg{
 			VerifyItem: VerifyItem{UID: it.uid, Date: it.date, Size: it.size, Subject: it.subject},
 			key:        matchKey{it.identity, 0, it.date.Unix()},
