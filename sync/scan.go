@@ -144,7 +144,7 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 	// contains its UID, another folder's too.
 	var searches []*folderWork
 	for _, w := range scannable {
-		redo, err := p.readDelta(p.sendDelta(w))
+		redo, err := p.scanDelta(w)
 		if err != nil {
 			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
 		}
@@ -263,41 +263,8 @@ func (w *folderWork) addEntry(m store.Message) {
 	}
 }
 
-// deltaScan is a CONDSTORE delta scan on its way: EXAMINE, then FETCHes of
-// the flags changed since the last pass's HIGHESTMODSEQ and of the messages
-// new since its UIDNEXT (with their identity header fields), all sent
-// without waiting. The two UID ranges are closed and disjoint, so neither
-// FETCH can take the other's replies.
-type deltaScan struct {
-	w       *folderWork
-	waitSel func() (*imap.SelectData, error)
-	changed *imapclient.FetchCommand // nil: HIGHESTMODSEQ did not move
-	added   *imapclient.FetchCommand // nil: UIDNEXT did not move
-}
-
 var newItems = imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true,
 	BodySection: []*imap.FetchItemBodySection{identitySection}}
-
-func (p *pass) sendDelta(w *folderWork) *deltaScan {
-	pv, ss := w.prev, w.srcStatus
-	d := &deltaScan{w: w, waitSel: p.src.selectAsync(w.plan.Source, true, p.condStore)}
-	if ss.HighestModSeq != pv.HighestModSeq && pv.UIDNext > 1 {
-		d.changed = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}},
-			&imap.FetchOptions{UID: true, Flags: true, ChangedSince: pv.HighestModSeq})
-	}
-	if uint32(ss.UIDNext) > pv.UIDNext {
-		d.added = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: imap.UID(pv.UIDNext), Stop: ss.UIDNext - 1}}, &newItems)
-	}
-	return d
-}
-
-func (d *deltaScan) close() {
-	for _, c := range []*imapclient.FetchCommand{d.changed, d.added} {
-		if c != nil {
-			c.Close()
-		}
-	}
-}
 
 type deltaOutcome int
 
@@ -307,19 +274,37 @@ const (
 	deltaNeedsFullScan              // the folder changed between STATUS and EXAMINE
 )
 
-// readDelta reads a delta scan's replies. The message count tells whether
-// anything was expunged since the last pass.
-func (p *pass) readDelta(d *deltaScan) (deltaOutcome, error) {
-	w, pv, ss := d.w, d.w.prev, d.w.srcStatus
-	sel, err := d.waitSel()
+// scanDelta scans a folder from its last complete pass on with CONDSTORE,
+// in one round trip: EXAMINE, a FETCH of the flags changed since the last
+// HIGHESTMODSEQ and one of the messages new since the last UIDNEXT (with
+// their identity header fields). The two UID ranges are closed and
+// disjoint, so neither FETCH can take the other's replies. The message
+// count tells whether anything was expunged since the last pass.
+func (p *pass) scanDelta(w *folderWork) (deltaOutcome, error) {
+	pv, ss := w.prev, w.srcStatus
+	var changedCmd, addedCmd *imapclient.FetchCommand // nil: nothing to ask
+	defer func() {
+		for _, c := range []*imapclient.FetchCommand{changedCmd, addedCmd} {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	waitSel := p.src.selectAsync(w.plan.Source, true, p.condStore)
+	if ss.HighestModSeq != pv.HighestModSeq && pv.UIDNext > 1 {
+		changedCmd = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}},
+			&imap.FetchOptions{UID: true, Flags: true, ChangedSince: pv.HighestModSeq})
+	}
+	if uint32(ss.UIDNext) > pv.UIDNext {
+		addedCmd = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: imap.UID(pv.UIDNext), Stop: ss.UIDNext - 1}}, &newItems)
+	}
+	sel, err := waitSel()
 	if err != nil {
-		d.close()
 		return 0, fmt.Errorf("source EXAMINE: %w", err)
 	}
 	if sel.UIDValidity != pv.UIDValidity || sel.UIDNext != ss.UIDNext {
 		// Something arrived (or the folder was reset) since STATUS: the
 		// FETCHes don't cover it.
-		d.close()
 		return deltaNeedsFullScan, nil
 	}
 	w.scanned = true
@@ -335,16 +320,16 @@ func (p *pass) readDelta(d *deltaScan) (deltaOutcome, error) {
 				changedDone <- fmt.Errorf("internal error reading changed flags: %v", v)
 			}
 		}()
-		if d.changed == nil {
+		if changedCmd == nil {
 			changedDone <- nil
 			return
 		}
-		changedDone <- readMeta(d.changed, func(m *srcMsg) { changed = append(changed, m) })
+		changedDone <- readMeta(changedCmd, func(m *srcMsg) { changed = append(changed, m) })
 	}()
 	var added []*srcMsg
 	var addedErr error
-	if d.added != nil {
-		addedErr = eachFetched(d.added, func(buf *imapclient.FetchMessageBuffer) {
+	if addedCmd != nil {
+		addedErr = eachFetched(addedCmd, func(buf *imapclient.FetchMessageBuffer) {
 			m := newSrcMsg(buf)
 			m.identify(buf)
 			added = append(added, m)
