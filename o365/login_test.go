@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"golang.org/x/oauth2"
 
@@ -363,9 +362,8 @@ func TestDovecotLogin(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			if c.State() != imap.ConnStateAuthenticated {
-				t.Errorf("%s: state %v", name, c.State())
-			}
+			// SELECT proves the login: go-imap signals the command done
+			// before it updates c.State, so State may still lag here.
 			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 				t.Errorf("%s: SELECT INBOX: %v", name, err)
 			}
