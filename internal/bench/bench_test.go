@@ -11,6 +11,12 @@
 //
 //	MAILFERRY_BENCH_SCALE=0.1 go test -run '^$' -bench Migration -benchtime 1x ./internal/bench/
 //
+// MAILFERRY_BENCH_DELTAS=N runs the delta cycle of step 4 N times (default
+// 1) and reports the median; MAILFERRY_BENCH_DELTA_ONLY=1 stops after step 4,
+// for a quick look at the second passes:
+//
+//	MAILFERRY_BENCH_DELTAS=7 MAILFERRY_BENCH_DELTA_ONLY=1 go test -run '^$' -bench Migration -benchtime 1x ./internal/bench/
+//
 // MAILFERRY_BENCH_REV=HEAD (any git revision) builds mailferry from that
 // commit (exported with git archive into the temporary directory) instead of
 // the working tree, e.g. while the working tree is being edited.
@@ -51,6 +57,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,7 +95,9 @@ const (
 	deltaFlags = 100
 	scaleEnv   = "MAILFERRY_BENCH_SCALE"
 	revEnv     = "MAILFERRY_BENCH_REV" // build mailferry from this git revision instead of the working tree
-	passLimit  = 30 * time.Minute      // one mailferry subprocess at most
+	deltasEnv  = "MAILFERRY_BENCH_DELTAS"
+	onlyEnv    = "MAILFERRY_BENCH_DELTA_ONLY"
+	passLimit  = 30 * time.Minute // one mailferry subprocess at most
 	mb         = 1e6
 )
 
@@ -147,8 +156,9 @@ type results struct {
 	limits   map[string][]run       // by link: measured before and after the mailferry runs
 	initial  map[string]map[int]run // by link, then --connections-per-mailbox
 	noop     run
-	delta    run
-	noop2    run // after the delta: a check, also shown
+	deltas   []run // every delta pass, in order
+	delta    run   // the median of deltas by wall time
+	noop2    run   // after the (first) delta: a check, also shown
 	deltaMsg int
 	deltaFl  int
 }
@@ -209,6 +219,19 @@ func scaleFromEnv(b *testing.B) float64 {
 	return f
 }
 
+// deltaRounds is how many times the delta cycle runs.
+func deltaRounds(b *testing.B) int {
+	s := os.Getenv(deltasEnv)
+	if s == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a whole number ≥ 1", deltasEnv, s)
+	}
+	return n
+}
+
 func runScenario(b *testing.B) *results {
 	h := &harness{b: b, start: time.Now(), dir: b.TempDir(), res: &results{
 		scale:      scaleFromEnv(b),
@@ -232,17 +255,31 @@ func runScenario(b *testing.B) *results {
 	// target it is mostly 100 fsync'ed APPENDs, and the later runs leave
 	// the disk slower for a while. The source is then put back as it
 	// was, so that every initial pass copies the same mailbox.
-	h.logf("changing the source: %d flag changes, %d new messages", deltaFlags, deltaNew)
-	res.deltaFl, res.deltaMsg = h.changeSource()
-	h.logf("delta pass")
-	res.delta = h.pass(tgt.Addr(), data, "delta pass", 0, res.deltaMsg, res.deltaFl, 0)
-	h.verifyTarget(tgt, "after the delta pass")
-	res.noop2 = h.pass(tgt.Addr(), data, "no-op pass after the delta", 0, 0, 0, 0)
-	h.logf("putting the source back and syncing that")
-	h.revertSource()
-	h.pass(tgt.Addr(), data, "pass after the source was put back", 0, 0, res.deltaFl, res.deltaMsg)
-	h.verifyTarget(tgt, "after the source was put back")
+	rounds := deltaRounds(b)
+	for i := range rounds {
+		h.logf("changing the source: %d flag changes, %d new messages", deltaFlags, deltaNew)
+		res.deltaFl, res.deltaMsg = h.changeSource()
+		h.logf("delta pass %d of %d", i+1, rounds)
+		label := fmt.Sprintf("delta pass %d (+%d messages, %d flag changes)", i+1, res.deltaMsg, res.deltaFl)
+		res.deltas = append(res.deltas, h.pass(tgt.Addr(), data, label, 0, res.deltaMsg, res.deltaFl, 0))
+		h.verifyTarget(tgt, "after the delta pass")
+		if i == 0 {
+			res.noop2 = h.pass(tgt.Addr(), data, "no-op pass after the delta", 0, 0, 0, 0)
+		}
+		h.logf("putting the source back and syncing that")
+		h.revertSource()
+		h.pass(tgt.Addr(), data, "pass after the source was put back", 0, 0, res.deltaFl, res.deltaMsg)
+		h.verifyTarget(tgt, "after the source was put back")
+	}
+	byWall := slices.Clone(res.deltas)
+	slices.SortFunc(byWall, func(a, b run) int { return cmp.Compare(a.wall, b.wall) })
+	res.delta = byWall[len(byWall)/2]
 	h.dispose(tgt)
+	if os.Getenv(onlyEnv) != "" {
+		res.load[1] = loadavg()
+		res.print(os.Stdout)
+		return res
+	}
 
 	for _, cpm := range []int{1, 4} {
 		_, _, res.initial[loopback][cpm] = h.initialRun(loopback, cpm, false)
@@ -943,8 +980,9 @@ func (res *results) print(w io.Writer) {
 		}
 	}
 	row(loopback, res.noop, nil)
-	res.delta.label = fmt.Sprintf("delta pass (+%d messages, %d flag changes)", res.deltaMsg, res.deltaFl)
-	row(loopback, res.delta, nil)
+	for _, d := range res.deltas {
+		row(loopback, d, nil)
+	}
 	row(loopback, res.noop2, nil)
 	tw.Flush()
 
@@ -956,13 +994,20 @@ func (res *results) print(w io.Writer) {
 		}
 		return "MISSED"
 	}
-	loRatio, wanRatio := def[loopback][0].ratio(res.limit(loopback)), def[wan][0].ratio(res.limit(wan))
 	fmt.Fprintf(w, "\nGoals (issue 2), default settings:\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  initial pass ≥ 0.9× the limit, loopback\t%.2f×\t%s\n", loRatio, goal(loRatio >= 0.9))
-	fmt.Fprintf(tw, "  initial pass ≥ 0.9× the limit, WAN 24 ms\t%.2f×\t%s\n", wanRatio, goal(wanRatio >= 0.9))
+	for _, link := range []string{loopback, wan} {
+		if r, ok := def[link][0]; ok {
+			ratio := r.ratio(res.limit(link))
+			fmt.Fprintf(tw, "  initial pass ≥ 0.9× the limit, %s\t%.2f×\t%s\n", link, ratio, goal(ratio >= 0.9))
+		}
+	}
 	fmt.Fprintf(tw, "  no-op pass ≤ 0.1 s\t%.3f s wall, %.3f s engine\t%s\n", res.noop.wall.Seconds(), res.noop.engine.Seconds(), goal(res.noop.wall <= 100*time.Millisecond))
-	fmt.Fprintf(tw, "  delta pass ≤ 0.3 s\t%.3f s wall, %.3f s engine\t%s\n", res.delta.wall.Seconds(), res.delta.engine.Seconds(), goal(res.delta.wall <= 300*time.Millisecond))
+	which := "delta pass ≤ 0.3 s"
+	if len(res.deltas) > 1 {
+		which = fmt.Sprintf("delta pass ≤ 0.3 s (median of %d)", len(res.deltas))
+	}
+	fmt.Fprintf(tw, "  %s\t%.3f s wall, %.3f s engine\t%s\n", which, res.delta.wall.Seconds(), res.delta.engine.Seconds(), goal(res.delta.wall <= 300*time.Millisecond))
 	fmt.Fprintf(tw, "  peak RSS ≤ 100 MB\t%.1f MB\t%s\n", maxRSS, goal(maxRSS <= 100))
 	tw.Flush()
 	fmt.Fprintln(w)
