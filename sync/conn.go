@@ -42,13 +42,14 @@ func acquire(ctx context.Context, sem chan struct{}, wait bool) bool {
 	}
 }
 
-// connectSource opens a logged-in source connection. With wait false it
-// returns nil, nil when the source's connection cap is reached.
-func (p *pass) connectSource(wait bool) (*conn, error) {
-	if !acquire(p.ctx, p.e.srcSem, wait) {
-		return nil, p.ctx.Err()
+// connectSource opens a logged-in source connection, which lives until
+// ctx is done or the pass closes it. With wait false it returns nil, nil
+// when the source's connection cap is reached.
+func (p *pass) connectSource(ctx context.Context, wait bool) (*conn, error) {
+	if !acquire(ctx, p.e.srcSem, wait) {
+		return nil, ctx.Err()
 	}
-	c, err := imapconn.Dial(p.ctx, p.e.opts.Source, p.log, nil)
+	c, err := imapconn.Dial(ctx, p.e.opts.Source, p.log, nil)
 	if err == nil {
 		if err = imapconn.Login(c, p.mb.UserName, p.mb.Password.Reveal()); err != nil && imapconn.IsAuthFailure(err) {
 			err = imapconn.MakePermanent(err)
@@ -58,13 +59,13 @@ func (p *pass) connectSource(wait bool) (*conn, error) {
 }
 
 // connectTarget opens a logged-in target connection, like connectSource.
-func (p *pass) connectTarget(wait bool) (*conn, error) {
-	if !acquire(p.ctx, p.e.tgtSem, wait) {
-		return nil, p.ctx.Err()
+func (p *pass) connectTarget(ctx context.Context, wait bool) (*conn, error) {
+	if !acquire(ctx, p.e.tgtSem, wait) {
+		return nil, ctx.Err()
 	}
-	c, err := imapconn.Dial(p.ctx, p.e.opts.Target, p.log, nil)
+	c, err := imapconn.Dial(ctx, p.e.opts.Target, p.log, nil)
 	if err == nil {
-		if err = p.e.opts.TargetLogin(p.ctx, c, p.mb); err != nil && imapconn.IsAuthFailure(err) {
+		if err = p.e.opts.TargetLogin(ctx, c, p.mb); err != nil && imapconn.IsAuthFailure(err) {
 			err = imapconn.MakePermanent(err)
 		}
 	}
@@ -81,16 +82,27 @@ func (p *pass) track(c *imapclient.Client, sem chan struct{}, side string, err e
 	}
 	cn := &conn{Client: c, release: func() { <-sem }}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		// A spare pair that logged in after the pass ended.
+		c.Close()
+		cn.release()
+		return nil, fmt.Errorf("%s: %w", side, context.Canceled)
+	}
 	p.conns = append(p.conns, cn)
-	p.mu.Unlock()
 	return cn, nil
 }
 
+// closeConns logs out of every connection of the pass, and stops the spare
+// pairs still logging in.
 func (p *pass) closeConns() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.closing = true
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
 	var wg gosync.WaitGroup
-	for _, c := range p.conns {
+	for _, c := range conns {
 		wg.Go(func() {
 			// A polite LOGOUT, but a dead server must not hold the pass.
 			done := make(chan struct{})
@@ -104,7 +116,51 @@ func (p *pass) closeConns() {
 		})
 	}
 	wg.Wait()
-	p.conns = nil
+	if p.stopSpares != nil {
+		p.stopSpares()
+		p.spareWG.Wait()
+	}
+}
+
+// copyPair is a source connection and a target connection that copy together.
+type copyPair struct {
+	src, tgt *conn
+	err      error
+}
+
+// connectSpares starts logging in, in the background, n more pairs for the
+// copy phase, so that they are ready when it starts rather than joining
+// late: on a delta of a few messages per folder, the first pair would
+// otherwise have sent nearly everything before a second one could help.
+func (p *pass) connectSpares(n int) {
+	if n <= 0 || p.spares != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(p.ctx)
+	p.stopSpares = cancel
+	p.spares = make(chan copyPair, n)
+	p.sparesLeft = n
+	for range n {
+		p.spareWG.Go(func() {
+			src, tgt, err := p.connectPair(ctx, false)
+			p.spares <- copyPair{src, tgt, err}
+		})
+	}
+}
+
+// extraPair returns a spare pair, or logs one in now.
+func (p *pass) extraPair() (src, tgt *conn, err error) {
+	p.mu.Lock()
+	spare := p.sparesLeft > 0
+	if spare {
+		p.sparesLeft--
+	}
+	p.mu.Unlock()
+	if spare {
+		pr := <-p.spares
+		return pr.src, pr.tgt, pr.err
+	}
+	return p.connectPair(p.ctx, false)
 }
 
 // selectAsync sends SELECT (or EXAMINE) for name unless it is selected

@@ -23,6 +23,8 @@ import (
 const (
 	chunkMessages = 250
 	chunkBytes    = 64 << 20
+	minChunk      = 8
+	chunksPerPair = 4
 	skipBatch     = 1000
 )
 
@@ -44,7 +46,7 @@ func (p *pass) copyNew() error {
 	}
 	p.e.opts.Progress.MailboxPlanned(p.mb.Email, len(cands), total)
 
-	chunks := makeChunks(cands, p.folders)
+	chunks := makeChunks(cands, p.folders, p.e.opts.ConnectionsPerMailbox)
 
 	// Everything workers share is prepared here on the main connections.
 	var dests []*folderWork
@@ -108,7 +110,7 @@ func (p *pass) copyNew() error {
 	// More pairs join as they log in; the first starts at once.
 	for range min(p.e.opts.ConnectionsPerMailbox, len(chunks)) - 1 {
 		wg.Go(func() {
-			src, tgt, err := p.connectPair(false)
+			src, tgt, err := p.extraPair()
 			if err != nil {
 				p.log.Warn("copying with fewer connections", zap.NamedError("err", err))
 			}
@@ -137,8 +139,10 @@ feed:
 
 // makeChunks cuts each folder's new messages, newest first, into chunks
 // (one FETCH each), and orders the chunks newest first across folders: mail
-// arrives newest first at chunk granularity while a FETCH stays long.
-func makeChunks(cands []*srcMsg, folders []*folderWork) []chunk {
+// arrives newest first at chunk granularity while a FETCH stays long. A
+// few new messages make small chunks, so that the pairs share them evenly.
+func makeChunks(cands []*srcMsg, folders []*folderWork, pairs int) []chunk {
+	perChunk := min(max(len(cands)/(chunksPerPair*max(pairs, 1)), minChunk), chunkMessages)
 	order := map[*folderWork]int{}
 	for i, w := range folders {
 		order[w] = i
@@ -149,7 +153,7 @@ func makeChunks(cands []*srcMsg, folders []*folderWork) []chunk {
 	var chunks []chunk
 	for _, m := range cands {
 		last := len(chunks) - 1
-		if last < 0 || chunks[last].w != m.w || len(chunks[last].msgs) >= chunkMessages || chunkSize(chunks[last]) >= chunkBytes {
+		if last < 0 || chunks[last].w != m.w || len(chunks[last].msgs) >= perChunk || chunkSize(chunks[last]) >= chunkBytes {
 			chunks = append(chunks, chunk{w: m.w})
 			last++
 		}
@@ -426,7 +430,7 @@ func (p *pass) drop(c *conn) {
 // client library closed.
 func (p *pass) reconnectTarget(old *conn) (*conn, error) {
 	p.drop(old)
-	c, err := p.connectTarget(true)
+	c, err := p.connectTarget(p.ctx, true)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -110,4 +111,47 @@ func TestItemLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSparePairs: a delta with new mail in several folders logs in the
+// extra copy pair (connectSpares starts it with the scans); a delta of one
+// message, or none, logs in the main pair only. Every connection and its
+// slot are given back when the pass returns.
+func TestSparePairs(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	folders := []string{"INBOX", "INBOX.Clients", "INBOX.Projects"}
+	create(t, c, folders[1:]...)
+	for _, f := range folders {
+		appendMsg(t, c, f, msg{id: f + "-0@x", subject: "first", date: base, size: 1500})
+	}
+	e.pass(t)
+
+	step := func(name string, add map[string]int, wantLogins int64) {
+		t.Helper()
+		n := 0
+		for f, k := range add {
+			for i := range k {
+				appendMsg(t, c, f, msg{id: fmt.Sprintf("%s-%s-%d@x", name, f, i), subject: name, date: base.Add(time.Duration(i+1) * time.Minute), size: 1500})
+				n++
+			}
+		}
+		srcBefore, tgtBefore := e.srcFwd.Accepted.Load(), e.tgtFwd.Accepted.Load()
+		eng := e.engine(t)
+		res := eng.SyncMailbox(context.Background(), e.mb)
+		if res.Err != nil || res.Copied != n {
+			t.Fatalf("%s: copied %d of %d: %v", name, res.Copied, n, res.Err)
+		}
+		src, tgt := e.srcFwd.Accepted.Load()-srcBefore, e.tgtFwd.Accepted.Load()-tgtBefore
+		if src != wantLogins || tgt != wantLogins {
+			t.Errorf("%s: %d source and %d target connections, want %d each", name, src, tgt, wantLogins)
+		}
+		if len(eng.srcSem) != 0 || len(eng.tgtSem) != 0 {
+			t.Errorf("%s: %d source and %d target connection slots still held after the pass", name, len(eng.srcSem), len(eng.tgtSem))
+		}
+	}
+	step("several folders", map[string]int{"INBOX": 3, "INBOX.Clients": 2, "INBOX.Projects": 2}, 2)
+	step("one message", map[string]int{"INBOX": 1}, 1)
+	step("nothing", nil, 1)
+	e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Clients": "Clients", "INBOX.Projects": "Projects"})
 }

@@ -24,8 +24,15 @@ type pass struct {
 	res *MailboxResult
 	ctx context.Context
 
-	mu    gosync.Mutex // guards conns and res counters touched by copy workers
-	conns []*conn
+	mu      gosync.Mutex // guards conns, closing, sparesLeft and res counters touched by copy workers
+	conns   []*conn
+	closing bool // closeConns has begun: no new connection joins the pass
+
+	// Copy pairs logging in ahead of the copy phase (connectSpares).
+	spares     chan copyPair
+	sparesLeft int
+	spareWG    gosync.WaitGroup
+	stopSpares context.CancelFunc
 
 	src, tgt  *conn
 	condStore bool // the source offers CONDSTORE
@@ -105,21 +112,21 @@ func (p *pass) run() error {
 // connectBoth opens the pass's main pair of connections.
 func (p *pass) connectBoth() error {
 	var err error
-	p.src, p.tgt, err = p.connectPair(true)
+	p.src, p.tgt, err = p.connectPair(p.ctx, true)
 	return err
 }
 
 // connectPair logs in to source and target at the same time. With wait
 // false it gives up at once where a server's connection cap is reached,
 // and returns no pair; a half pair is given back.
-func (p *pass) connectPair(wait bool) (src, tgt *conn, err error) {
+func (p *pass) connectPair(ctx context.Context, wait bool) (src, tgt *conn, err error) {
 	var tgtErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tgt, tgtErr = p.connectTarget(wait)
+		tgt, tgtErr = p.connectTarget(ctx, wait)
 	}()
-	src, err = p.connectSource(wait)
+	src, err = p.connectSource(ctx, wait)
 	<-done
 	if err == nil {
 		err = tgtErr

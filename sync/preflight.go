@@ -62,10 +62,10 @@ func (e *Engine) Preflight(ctx context.Context, mb config.Mailbox) *PreflightRes
 	defer res.decide(e.opts.MaxItems)
 
 	var err error
-	if p.src, err = p.connectSource(true); err != nil {
+	if p.src, err = p.connectSource(p.ctx, true); err != nil {
 		res.Problems = append(res.Problems, err.Error())
 	}
-	if p.tgt, err = p.connectTarget(true); err != nil {
+	if p.tgt, err = p.connectTarget(p.ctx, true); err != nil {
 		res.Problems = append(res.Problems, err.Error())
 	}
 	if p.src == nil || p.tgt == nil {

@@ -138,6 +138,7 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 			full = append(full, w)
 		}
 	}
+	p.connectSpares(min(p.e.opts.ConnectionsPerMailbox, expectedChunks(p.folders)) - 1)
 	// One folder at a time: a server may send unsolicited FETCH replies
 	// for the examined folder (flags changed by the user's mail client),
 	// and go-imap would hand one to any pending FETCH whose UID set
@@ -164,6 +165,25 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 		}
 	}
 	return nil
+}
+
+// expectedChunks estimates from the STATUS replies how many chunks the copy
+// phase will have, to log in as many pairs ahead of it as it can use.
+func expectedChunks(ws []*folderWork) int {
+	n := 0
+	for _, w := range ws {
+		st, pv := w.srcStatus, w.prev
+		var fresh uint32
+		switch {
+		case st == nil || st.NumMessages == nil:
+		case w.hasPrev && pv.UIDValidity == st.UIDValidity && pv.UIDNext != 0:
+			fresh = min(uint32(st.UIDNext)-min(pv.UIDNext, uint32(st.UIDNext)), *st.NumMessages)
+		default:
+			fresh = *st.NumMessages
+		}
+		n += int((fresh + chunkMessages - 1) / chunkMessages)
+	}
+	return n
 }
 
 // unchanged reports whether a folder can be skipped: same UIDVALIDITY,

@@ -75,11 +75,11 @@ func (e *Engine) Verify(ctx context.Context, mb config.Mailbox) (res *VerifyResu
 		}
 	}()
 	var err error
-	if p.src, err = p.connectSource(true); err != nil {
+	if p.src, err = p.connectSource(p.ctx, true); err != nil {
 		res.Err = err
 		return res
 	}
-	if p.tgt, err = p.connectTarget(true); err != nil {
+	if p.tgt, err = p.connectTarget(p.ctx, true); err != nil {
 		res.Err = err
 		return res
 	}

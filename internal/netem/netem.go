@@ -20,6 +20,8 @@ type Forwarder struct {
 
 	// Up counts bytes client→server, Down server→client.
 	Up, Down atomic.Int64
+	// Accepted counts the connections relayed so far.
+	Accepted atomic.Int64
 	// CutAfterDown, if > 0, drops every connection once that many bytes
 	// went server→client in total (a link that dies mid-transfer), then
 	// resets itself to 0.
@@ -62,6 +64,7 @@ func (f *Forwarder) accept() {
 		if !f.track(c, s) {
 			return
 		}
+		f.Accepted.Add(1)
 		f.wg.Add(2)
 		go f.pipe(s, c, &f.Up)
 		go f.pipe(c, s, &f.Down)
