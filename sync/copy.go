@@ -23,8 +23,6 @@ import (
 const (
 	chunkMessages = 250
 	chunkBytes    = 64 << 20
-	minChunk      = 8
-	chunksPerPair = 4
 	skipBatch     = 1000
 )
 
@@ -46,7 +44,7 @@ func (p *pass) copyNew() error {
 	}
 	p.e.opts.Progress.MailboxPlanned(p.mb.Email, len(cands), total)
 
-	chunks := makeChunks(cands, p.folders, p.e.opts.ConnectionsPerMailbox)
+	chunks := makeChunks(cands, p.folders)
 
 	// Everything workers share is prepared here on the main connections.
 	var dests []*folderWork
@@ -139,10 +137,8 @@ feed:
 
 // makeChunks cuts each folder's new messages, newest first, into chunks
 // (one FETCH each), and orders the chunks newest first across folders: mail
-// arrives newest first at chunk granularity while a FETCH stays long. A
-// few new messages make small chunks, so that the pairs share them evenly.
-func makeChunks(cands []*srcMsg, folders []*folderWork, pairs int) []chunk {
-	perChunk := min(max(len(cands)/(chunksPerPair*max(pairs, 1)), minChunk), chunkMessages)
+// arrives newest first at chunk granularity while a FETCH stays long.
+func makeChunks(cands []*srcMsg, folders []*folderWork) []chunk {
 	order := map[*folderWork]int{}
 	for i, w := range folders {
 		order[w] = i
@@ -153,7 +149,7 @@ func makeChunks(cands []*srcMsg, folders []*folderWork, pairs int) []chunk {
 	var chunks []chunk
 	for _, m := range cands {
 		last := len(chunks) - 1
-		if last < 0 || chunks[last].w != m.w || len(chunks[last].msgs) >= perChunk || chunkSize(chunks[last]) >= chunkBytes {
+		if last < 0 || chunks[last].w != m.w || len(chunks[last].msgs) >= chunkMessages || chunkSize(chunks[last]) >= chunkBytes {
 			chunks = append(chunks, chunk{w: m.w})
 			last++
 		}
