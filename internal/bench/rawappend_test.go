@@ -4,11 +4,15 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,6 +37,86 @@ const imapDateTime = "02-Jan-2006 15:04:05 -0700"
 // files (paths), in appendOrder. It returns when every command has been
 // answered.
 func rawAppend(addr, user, password string, c *corpus, paths map[int]string) (rawStats, error) {
+	var creates []string
+	for _, f := range folders {
+		if !f.auto {
+			creates = append(creates, f.wire())
+		}
+	}
+	var items []rawItem
+	for _, m := range c.appendOrder() {
+		path, size := paths[m.idx], m.size
+		items = append(items, rawItem{m: m, open: func() (io.ReadCloser, error) {
+			f, err := os.Open(path)
+			if err != nil {
+				return nil, err
+			}
+			if fi, err := f.Stat(); err != nil || fi.Size() != size {
+				f.Close()
+				return nil, fmt.Errorf("message file %s: size %v, want %d (%v)", path, fi.Size(), size, err)
+			}
+			return f, nil
+		}})
+	}
+	return rawPipeline(addr, user, password, creates, items)
+}
+
+// rawItem is a message for rawPipeline and how to read its bytes.
+type rawItem struct {
+	m    *message
+	open func() (io.ReadCloser, error)
+}
+
+// rawDelta is the limit of a target for the delta pass's new messages: they
+// are built in memory and appended over conns raw pipelines at once (like
+// mailferry's pairs), each taking whole folders, the biggest share first to
+// the least loaded connection. It returns when every reply is in.
+func rawDelta(addr, user, password string, msgs []*message, conns int) (time.Duration, error) {
+	byFolder := map[int][]*message{}
+	for _, m := range msgs {
+		byFolder[m.folder] = append(byFolder[m.folder], m)
+	}
+	groups := slices.Collect(maps.Values(byFolder))
+	slices.SortFunc(groups, func(a, b []*message) int { return cmp.Compare(len(b), len(a)) })
+	shares := make([][]rawItem, conns)
+	for _, g := range groups {
+		least := 0
+		for i := range shares {
+			if len(shares[i]) < len(shares[least]) {
+				least = i
+			}
+		}
+		for _, m := range g {
+			data := m.build()
+			m.size = int64(len(data))
+			shares[least] = append(shares[least], rawItem{m: m, open: func() (io.ReadCloser, error) {
+				return io.NopCloser(bytes.NewReader(data)), nil
+			}})
+		}
+	}
+	start := time.Now()
+	errs := make(chan error, conns)
+	for _, items := range shares {
+		go func() {
+			st, err := rawPipeline(addr, user, password, nil, items)
+			if err == nil && st.ok != st.commands {
+				err = fmt.Errorf("%d OK of %d APPENDs: %q", st.ok, st.commands, st.failures)
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range shares {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return time.Since(start), first
+}
+
+// rawPipeline logs in on one connection and writes creates as CREATE
+// commands, then items as APPENDs, without waiting for replies.
+func rawPipeline(addr, user, password string, creates []string, items []rawItem) (rawStats, error) {
 	var st rawStats
 	start := time.Now()
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
@@ -69,14 +153,7 @@ func rawAppend(addr, user, password string, c *corpus, paths map[int]string) (ra
 		return st, errors.New("the target does not announce LITERAL+ in its greeting or LOGIN reply")
 	}
 
-	var creates []string
-	for _, f := range folders {
-		if !f.auto {
-			creates = append(creates, f.wire())
-		}
-	}
-	order := c.appendOrder()
-	st.commands = len(creates) + len(order)
+	st.commands = len(creates) + len(items)
 
 	// The reader counts tagged replies until every command has one.
 	done := make(chan error, 1)
@@ -113,15 +190,11 @@ func rawAppend(addr, user, password string, c *corpus, paths map[int]string) (ra
 		for i, name := range creates {
 			fmt.Fprintf(bw, "C%d CREATE %s\r\n", i, quoted(name))
 		}
-		for i, m := range order {
-			f, err := os.Open(paths[m.idx])
+		for i, it := range items {
+			m := it.m
+			f, err := it.open()
 			if err != nil {
 				return err
-			}
-			fi, err := f.Stat()
-			if err != nil || fi.Size() != m.size {
-				f.Close()
-				return fmt.Errorf("message file %s: size %v, want %d (%v)", paths[m.idx], fi.Size(), m.size, err)
 			}
 			fmt.Fprintf(bw, "A%d APPEND %s (%s) \"%s\" {%d+}\r\n", i, quoted(folders[m.folder].wire()),
 				strings.Join(m.flags, " "), m.internal.Format(imapDateTime), m.size)
@@ -129,7 +202,7 @@ func rawAppend(addr, user, password string, c *corpus, paths map[int]string) (ra
 			f.Close()
 			st.bytes += n
 			if err != nil {
-				return fmt.Errorf("sending %s: %w", paths[m.idx], err)
+				return fmt.Errorf("sending message %d: %w", m.idx, err)
 			}
 			if _, err := bw.WriteString("\r\n"); err != nil {
 				return err
