@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -297,11 +298,30 @@ func (p *pass) sendChunk(src, tgt *conn, c chunk, filter flagFilter) (*batch, []
 	var set imap.UIDSet
 	for _, m := range c.msgs {
 		byUID[m.uid] = m
-		set.AddNum(imap.UID(m.uid))
+		if m.body == nil {
+			set.AddNum(imap.UID(m.uid))
+		}
 	}
 	// From here on the batch goes to the recorder, which settles every
 	// pending record of the chunk, sent or not.
 	b := &batch{w: w, tgt: tgt, msgs: c.msgs, results: make(chan appended, len(c.msgs))}
+
+	// Messages the scan fetched whole go first, from memory.
+	sent := map[uint32]bool{}
+	var copyErr error
+	for _, m := range c.msgs {
+		if m.body == nil || copyErr != nil || p.throttled.Load() {
+			continue
+		}
+		body := m.body
+		m.body = nil
+		sent[m.uid] = true
+		copyErr = p.startAppend(tgt, w, m, bytes.NewReader(body), int64(len(body)), filter, b)
+		p.givePrefetch(int64(len(body)))
+	}
+	if copyErr != nil || len(set) == 0 {
+		return p.chunkSent(c, b, sent, copyErr, nil)
+	}
 
 	// EXAMINE and FETCH in one round trip.
 	waitSel := src.selectAsync(w.plan.Source, true, false)
@@ -317,8 +337,6 @@ func (p *pass) sendChunk(src, tgt *conn, c chunk, filter flagFilter) (*batch, []
 		return b, nil, imapconn.MakeTemporary(fmt.Errorf("folder %q: %w", w.plan.Source, errUIDValidityChanged))
 	}
 
-	sent := map[uint32]bool{}
-	var copyErr error
 	for copyErr == nil && !p.throttled.Load() {
 		msg := fetch.Next()
 		if msg == nil {
@@ -326,7 +344,12 @@ func (p *pass) sendChunk(src, tgt *conn, c chunk, filter flagFilter) (*batch, []
 		}
 		copyErr = p.appendOne(tgt, w, msg, byUID, filter, b, sent)
 	}
-	fetchErr := fetch.Close()
+	return p.chunkSent(c, b, sent, copyErr, fetch.Close())
+}
+
+// chunkSent is sendChunk's outcome: with errTargetClosed, the messages not
+// sent yet, to go on with on a new connection.
+func (p *pass) chunkSent(c chunk, b *batch, sent map[uint32]bool, copyErr, fetchErr error) (*batch, []*srcMsg, error) {
 	switch {
 	case errors.Is(copyErr, errTargetClosed):
 		var rest []*srcMsg
@@ -337,9 +360,9 @@ func (p *pass) sendChunk(src, tgt *conn, c chunk, filter flagFilter) (*batch, []
 		}
 		return b, rest, copyErr
 	case copyErr != nil:
-		return b, nil, fmt.Errorf("folder %q: %w", w.plan.Source, copyErr)
+		return b, nil, fmt.Errorf("folder %q: %w", c.w.plan.Source, copyErr)
 	case fetchErr != nil:
-		return b, nil, fmt.Errorf("folder %q: source FETCH: %w", w.plan.Source, fetchErr)
+		return b, nil, fmt.Errorf("folder %q: source FETCH: %w", c.w.plan.Source, fetchErr)
 	}
 	return b, nil, nil
 }

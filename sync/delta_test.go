@@ -155,3 +155,40 @@ func TestSparePairs(t *testing.T) {
 	step("nothing", nil, 1)
 	e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Clients": "Clients", "INBOX.Projects": "Projects"})
 }
+
+// TestPrefetch: a delta scan fetches small new messages whole and the copy
+// phase sends them from memory; a message over prefetchSize, and every
+// message once the budget is spent, is fetched again as usual. The copies
+// are exact either way, and the pass gives the whole budget back.
+func TestPrefetch(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	create(t, c, "INBOX.Clients")
+	appendMsg(t, c, "INBOX", msg{id: "old@x", subject: "old", date: base, size: 1500})
+	e.pass(t)
+
+	for _, spent := range []bool{false, true} {
+		name := fmt.Sprintf("spent=%v", spent)
+		for i := range 3 {
+			appendMsg(t, c, "INBOX", msg{id: fmt.Sprintf("%s-%d@x", name, i), subject: name, date: base.Add(time.Duration(i+1) * time.Minute), size: 3000}, imap.FlagSeen)
+		}
+		appendMsg(t, c, "INBOX.Clients", msg{id: name + "-c@x", subject: name, date: base, size: 2000})
+		appendMsg(t, c, "INBOX.Clients", msg{id: name + "-big@x", subject: name + " big", date: base, size: prefetchSize + 30000})
+		eng := e.engine(t)
+		if spent {
+			eng.prefetch.left.Store(0)
+		}
+		res := eng.SyncMailbox(context.Background(), e.mb)
+		if res.Err != nil || res.Copied != 5 {
+			t.Fatalf("%s: copied %d of 5: %v", name, res.Copied, res.Err)
+		}
+		want := int64(prefetchBudget)
+		if spent {
+			want = 0
+		}
+		if left := eng.prefetch.left.Load(); left != want {
+			t.Errorf("%s: prefetch budget %d after the pass, want %d", name, left, want)
+		}
+		e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Clients": "Clients"})
+	}
+}

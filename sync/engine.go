@@ -91,6 +91,8 @@ type Engine struct {
 	log    *zap.Logger
 	srcSem chan struct{}
 	tgtSem chan struct{}
+	// prefetch bounds the message bodies all passes hold at once.
+	prefetch budget
 }
 
 // New returns an Engine that records its state in st.
@@ -128,13 +130,15 @@ func New(st store.Store, opts Options) *Engine {
 	if opts.Progress == nil {
 		opts.Progress = nopProgress{}
 	}
-	return &Engine{
+	e := &Engine{
 		opts:   opts,
 		store:  st,
 		log:    opts.Log,
 		srcSem: make(chan struct{}, opts.SourceConnections),
 		tgtSem: make(chan struct{}, opts.TargetConnections),
 	}
+	e.prefetch.left.Store(prefetchBudget)
+	return e
 }
 
 // appendFlags are the source flags a copy carries, before the target's
@@ -250,6 +254,7 @@ func (e *Engine) syncOnce(ctx context.Context, mb config.Mailbox, log *zap.Logge
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p := &pass{e: e, mb: mb, log: log, res: res, ctx: ctx}
+	defer func() { p.givePrefetch(p.prefetched.Load()) }()
 	defer p.closeConns()
 	if err := p.run(); err != nil {
 		res.Err = fmt.Errorf("sync %s: %w", mb.Email, err)

@@ -39,6 +39,9 @@ type pass struct {
 	// throttled is set at the first APPEND the target refused for
 	// throttling: the pass stops sending and ends with that error.
 	throttled atomic.Bool
+	// prefetched is how much of the engine's prefetch budget the pass
+	// holds: message bodies kept from the delta scans for the copy phase.
+	prefetched atomic.Int64
 	// copied is set once every APPEND of the pass got its reply: nothing
 	// of ours can still be in flight.
 	copied   bool

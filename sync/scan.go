@@ -58,6 +58,9 @@ type srcMsg struct {
 	date     time.Time
 	identity uint64
 	subject  string
+	// body is the whole message when the delta scan fetched it already
+	// (see prefetch); nil otherwise.
+	body []byte
 }
 
 func (m *srcMsg) key() matchKey { return matchKey{m.identity, m.size, m.date.Unix()} }
@@ -315,8 +318,15 @@ func (p *pass) scanDelta(w *folderWork) (deltaOutcome, error) {
 		changedCmd = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}},
 			&imap.FetchOptions{UID: true, Flags: true, ChangedSince: pv.HighestModSeq})
 	}
+	var reserved int64 // prefetch budget taken for this folder's new messages
+	defer func() { p.givePrefetch(reserved) }()
 	if uint32(ss.UIDNext) > pv.UIDNext {
-		addedCmd = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: imap.UID(pv.UIDNext), Stop: ss.UIDNext - 1}}, &newItems)
+		items := &newItems
+		if n := int64(uint32(ss.UIDNext) - pv.UIDNext); p.takePrefetch(n * prefetchSize) {
+			reserved = n * prefetchSize
+			items = &newItemsPrefetch
+		}
+		addedCmd = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: imap.UID(pv.UIDNext), Stop: ss.UIDNext - 1}}, items)
 	}
 	sel, err := waitSel()
 	if err != nil {
@@ -352,6 +362,9 @@ func (p *pass) scanDelta(w *folderWork) (deltaOutcome, error) {
 		addedErr = eachFetched(addedCmd, func(buf *imapclient.FetchMessageBuffer) {
 			m := newSrcMsg(buf)
 			m.identify(buf)
+			if body := buf.FindBodySection(prefetchSection); reserved >= m.size && body != nil && int64(len(body)) == m.size {
+				m.body, reserved = body, reserved-m.size
+			}
 			added = append(added, m)
 		})
 	}
