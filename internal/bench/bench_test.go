@@ -128,7 +128,8 @@ type run struct {
 	engine      time.Duration // mailferry's own pass duration (summary duration_ns); 0 for raw
 	msgs        int
 	bytes       int64
-	rssKiB      int64 // peak RSS (VmHWM) of the mailferry process; 0 when not measured
+	rssKiB      int64         // peak RSS (VmHWM) of the mailferry process; 0 when not measured
+	cpu         time.Duration // user and system CPU time of the mailferry process
 	copied      int
 	copiedBytes int64  // bytes mailferry says it copied
 	flags       int    // flag updates applied
@@ -646,7 +647,8 @@ func (h *harness) pass(addr, data, label string, cpm, wantCopied, wantFlags, wan
 	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
 		b.Fatalf("mailferry --json printed no JSON summary: %v\n%s", err, stdout.String())
 	}
-	r := run{label: label, wall: wall, engine: time.Duration(sum.DurationNS), copied: sum.Copied, copiedBytes: sum.Bytes, rssKiB: peakKiB, load: load1()}
+	r := run{label: label, wall: wall, engine: time.Duration(sum.DurationNS), copied: sum.Copied, copiedBytes: sum.Bytes, rssKiB: peakKiB, load: load1(),
+		cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	if peakKiB == 0 {
 		b.Fatalf("mailferry %s: could not read its peak RSS from /proc", strings.Join(args, " "))
 	}
@@ -689,8 +691,8 @@ func (h *harness) pass(addr, data, label string, cpm, wantCopied, wantFlags, wan
 		b.Fatalf("mailferry %s: %s\nstderr (last lines):\n%s", strings.Join(args, " "), strings.Join(problems, "; "), logTail())
 	}
 	if label != "" {
-		h.logf("  %s: %.3f s (engine %.3f s), copied %d, flags updated %d, peak RSS %.1f MB",
-			label, r.wall.Seconds(), r.engine.Seconds(), r.copied, r.flags, r.rssMB())
+		h.logf("  %s: %.3f s (engine %.3f s, CPU %.3f s), copied %d, flags updated %d, peak RSS %.1f MB",
+			label, r.wall.Seconds(), r.engine.Seconds(), r.cpu.Seconds(), r.copied, r.flags, r.rssMB())
 	}
 	return r
 }
