@@ -30,6 +30,11 @@ func TestValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid options: %v", err)
 	}
+	longest := ok
+	longest.TenantID = strings.Repeat("a", maxTenantLen)
+	if err := longest.Validate(); err != nil {
+		t.Errorf("tenant id of %d characters: %v", maxTenantLen, err)
+	}
 	for _, tc := range []struct {
 		name   string
 		change func(*Options)
@@ -37,6 +42,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{"no tenant", func(o *Options) { o.TenantID = "" }, "tenant id is empty"},
 		{"bad tenant", func(o *Options) { o.TenantID = "a/b" }, "want a GUID or a domain name"},
+		{"tenant too long", func(o *Options) { o.TenantID = strings.Repeat("a", maxTenantLen+1) }, "want a GUID or a domain name"},
+		{"tenant ending in a dot", func(o *Options) { o.TenantID = "contoso.com." }, "want a GUID or a domain name"},
 		{"no client", func(o *Options) { o.ClientID = "" }, "client id is empty"},
 		{"client with space", func(o *Options) { o.ClientID = "a b" }, "spaces or control characters"},
 		{"no credential", func(o *Options) { o.ClientSecret = "" }, "set a client secret or a certificate file"},
