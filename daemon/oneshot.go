@@ -29,12 +29,15 @@ func (s Streams) interactive() bool {
 // oneShot is what sync and verify share: validated options, the mailbox
 // list, a logger, the store and an engine.
 type oneShot struct {
-	log       *zap.Logger
-	store     store.Store
-	engine    *mfsync.Engine
-	mailboxes []config.Mailbox
-	listErr   error // bad rows of the mailbox list, already logged
-	bars      *barProgress
+	log   *zap.Logger
+	store store.Store
+	// storeReady waits for the store, which opens while the engine logs
+	// in, and returns the error that kept it from opening.
+	storeReady func() error
+	engine     *mfsync.Engine
+	mailboxes  []config.Mailbox
+	listErr    error // bad rows of the mailbox list, already logged
+	bars       *barProgress
 }
 
 func setup(o *config.Options, out Streams, withBars bool) (*oneShot, error) {
@@ -64,9 +67,10 @@ func setup(o *config.Options, out Streams, withBars bool) (*oneShot, error) {
 	if err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
 	}
-	if s.store, err = OpenStore(o.Data, s.log); err != nil {
+	if err := dataDir(o.Data); err != nil {
 		return nil, Fatal(err)
 	}
+	s.store, s.storeReady = store.Async(func() (store.Store, error) { return OpenStore(o.Data, s.log) })
 	if s.bars != nil {
 		opts.Progress = s.bars
 	}
@@ -90,6 +94,9 @@ func Sync(ctx context.Context, o *config.Options, out Streams) error {
 	sum := s.engine.Run(ctx, s.mailboxes)
 	if s.bars != nil {
 		s.bars.finish()
+	}
+	if err := s.storeReady(); err != nil {
+		return Fatal(err)
 	}
 	if o.Report != "" {
 		if err := WriteReportCSV(o.Report, sum); err != nil {
@@ -132,6 +139,9 @@ func Verify(ctx context.Context, o *config.Options, out Streams) error {
 		equal = equal && r.Equal()
 		results = append(results, r)
 	}
+	if err := s.storeReady(); err != nil {
+		return Fatal(err)
+	}
 	if o.JSON {
 		err = writeVerifyJSON(out.Stdout, results)
 	} else {
@@ -163,6 +173,9 @@ func Preflight(ctx context.Context, o *config.Options, out Streams) error {
 			blocked++
 		}
 		results = append(results, r)
+	}
+	if err := s.storeReady(); err != nil {
+		return Fatal(err)
 	}
 	if o.JSON {
 		err = writeJSON(out.Stdout, struct {

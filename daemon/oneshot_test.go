@@ -127,4 +127,16 @@ func TestSyncCommand(t *testing.T) {
 	if !errors.As(err, &ee) || ee.Code != ExitUsage {
 		t.Fatalf("bad URL: %v", err)
 	}
+
+	// The store opens while the engine logs in; a store another process
+	// holds is still a fatal error (after OpenStore's wait for the lock).
+	held, err := OpenStore(filepath.Join(dir, "data"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	stdout, _, err = run(func(*config.Options) {})
+	if !errors.As(err, &ee) || ee.Code != ExitFatal || !strings.Contains(err.Error(), "open store") || stdout != "" {
+		t.Fatalf("store held by another process: %v (stdout %q)", err, stdout)
+	}
 }

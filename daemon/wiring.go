@@ -122,13 +122,21 @@ func endpoint(url, caFile string, insecure, allowPlain bool) (imapconn.Endpoint,
 	return ep, nil
 }
 
-// OpenStore opens the Badger store in the data directory, creating it.
-func OpenStore(dir string, log *zap.Logger) (store.Store, error) {
+// dataDir checks the data directory, creating it.
+func dataDir(dir string) error {
 	if dir == "" {
-		return nil, errors.New("no data directory: give --data")
+		return errors.New("no data directory: give --data")
 	}
 	if err := os.MkdirAll(filepath.Clean(dir), 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+		return fmt.Errorf("data directory: %w", err)
+	}
+	return nil
+}
+
+// OpenStore opens the Badger store in the data directory, creating it.
+func OpenStore(dir string, log *zap.Logger) (store.Store, error) {
+	if err := dataDir(dir); err != nil {
+		return nil, err
 	}
 	// A status or report command that found no daemon holds the store for
 	// a moment: wait for it rather than fail.

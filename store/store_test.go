@@ -17,6 +17,15 @@ func backends(t *testing.T) map[string]func() Store {
 			}
 			return s
 		},
+		"badger opened async": func() Store {
+			s, ready := Async(func() (Store, error) { return Open(t.TempDir(), nil) })
+			t.Cleanup(func() {
+				if err := ready(); err != nil {
+					t.Error(err)
+				}
+			})
+			return s
+		},
 	}
 }
 
@@ -198,6 +207,31 @@ func TestBadgerReopenAndLock(t *testing.T) {
 	m, err := s.Mailbox("a@x")
 	if err != nil || m.Route != RouteTarget {
 		t.Fatalf("after reopen: %+v, %v", m, err)
+	}
+}
+
+// TestAsyncOpenFailure: a store that could not open fails every call with
+// the open's error, and has nothing to close.
+func TestAsyncOpenFailure(t *testing.T) {
+	dir := t.TempDir()
+	held, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	s, ready := Async(func() (Store, error) { return Open(dir, nil) })
+	openErr := ready()
+	if openErr == nil {
+		t.Fatal("second open of the same directory succeeded")
+	}
+	if _, err := s.Folder("a@x", "INBOX"); !errors.Is(err, openErr) {
+		t.Errorf("Folder: %v, want the open's error", err)
+	}
+	if err := s.Update(func(Tx) error { return nil }); !errors.Is(err, openErr) {
+		t.Errorf("Update: %v, want the open's error", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }
 
