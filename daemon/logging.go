@@ -33,6 +33,9 @@ func NewLogger(w io.Writer, level string, console bool) (*zap.Logger, error) {
 	} else {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	}
-	core := zapcore.NewCore(enc, zapcore.AddSync(w), lvl)
-	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))).Named(""), nil
+	// Locked: passes log from many goroutines, and w need not be safe for
+	// that (the progress bars' writer, a buffer in tests).
+	ws := zapcore.Lock(zapcore.AddSync(w))
+	core := zapcore.NewCore(enc, ws, lvl)
+	return zap.New(core, zap.ErrorOutput(ws)).Named(""), nil
 }
