@@ -436,11 +436,19 @@ func (r *recorder) record(b *batch) error {
 
 var errTargetClosed = errors.New("target closed the connection after refusing a message")
 
-// drop closes a connection of the pass and gives its slot back.
+// drop closes a connection of the pass and gives its slot back, unless
+// closeConns has taken it already (a spare pair whose other half was still
+// logging in when the pass ended).
 func (p *pass) drop(c *conn) {
 	p.mu.Lock()
-	p.conns = slices.DeleteFunc(p.conns, func(x *conn) bool { return x == c })
+	i := slices.Index(p.conns, c)
+	if i >= 0 {
+		p.conns = slices.Delete(p.conns, i, i+1)
+	}
 	p.mu.Unlock()
+	if i < 0 {
+		return
+	}
 	c.Close()
 	c.release()
 }

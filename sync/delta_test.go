@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailferry/mailferry/config"
 	"github.com/mailferry/mailferry/internal/dovecottest"
 )
 
@@ -190,5 +192,55 @@ func TestPrefetch(t *testing.T) {
 			t.Errorf("%s: prefetch budget %d after the pass, want %d", name, left, want)
 		}
 		e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Clients": "Clients"})
+	}
+}
+
+// TestPassEndsWhileSparesLogIn: a spare pair still logging in when the
+// pass ends (its new messages were moves, nothing to copy) is stopped, and
+// each connection gives its slot back once: the source half, logged in
+// already, used to be released twice, and the pass hung.
+func TestPassEndsWhileSparesLogIn(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	create(t, c, "INBOX.A", "INBOX.B")
+	for i := range 2 {
+		appendMsg(t, c, "INBOX", msg{id: fmt.Sprintf("m%d@x", i), subject: "m", date: base.Add(time.Duration(i) * time.Minute), size: 1500})
+	}
+	e.pass(t)
+	// A message moved to A and one to B: new UIDs in two folders, so a
+	// spare pair logs in, and nothing to copy.
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for i, to := range []string{"INBOX.A", "INBOX.B"} {
+		if _, err := c.Move(imap.UIDSetNum(imap.UID(i+1)), to).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logins atomic.Int32
+	eng := e.engine(t, func(o *Options) {
+		o.TargetLogin = func(ctx context.Context, c *imapclient.Client, mb config.Mailbox) error {
+			if logins.Add(1) == 2 { // the spare's: still logging in when the pass ends
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return PasswordLogin(ctx, c, mb)
+		}
+	})
+	done := make(chan *MailboxResult, 1)
+	go func() { done <- eng.SyncMailbox(context.Background(), e.mb) }()
+	select {
+	case res := <-done:
+		if res.Err != nil || res.Folders == nil {
+			t.Fatalf("pass: %v", res.Err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the pass did not end")
+	}
+	if logins.Load() != 2 {
+		t.Errorf("%d target logins, want 2 (the main pair's and the spare's)", logins.Load())
+	}
+	if len(eng.srcSem) != 0 || len(eng.tgtSem) != 0 {
+		t.Errorf("%d source and %d target slots held after the pass", len(eng.srcSem), len(eng.tgtSem))
 	}
 }
