@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -420,100 +421,160 @@ func (p *pass) ensureWatermarks(ws []*folderWork) error {
 	})
 }
 
-// applyDeletes removes from the target the messages mailferry copied whose
-// source is gone. Only UIDs recorded as ours are touched.
-func (p *pass) applyDeletes(w *folderWork) error {
-	var set imap.UIDSet
-	var gone []*goneMsg
-	for _, g := range w.gone {
-		if g.m.State == store.Copied {
-			set.AddNum(imap.UID(g.m.TgtUID))
-		}
-		gone = append(gone, g)
+// applyChanges mirrors onto the target what changed on the source: the
+// messages mailferry copied whose source is gone are deleted (only UIDs
+// recorded as ours are touched), and flag changes are stored, one STORE
+// per distinct change. The commands of all folders go out pipelined
+// (SELECT, STOREs, UID EXPUNGE, the next folder's SELECT, …) once the
+// first folder's SELECT has said which flags the target keeps: a round
+// trip per folder would add up on a distant target. A folder whose
+// commands failed keeps its records for the next pass; the others are
+// recorded, and the first failure is returned.
+func (p *pass) applyChanges() error {
+	type folderOps struct {
+		w       *folderWork
+		waitSel func() (*imap.SelectData, error)
+		stores  []*imapclient.FetchCommand
+		expunge *imapclient.ExpungeCommand
 	}
-	if len(gone) == 0 {
-		return nil
-	}
-	if len(set) > 0 {
-		if _, err := p.tgt.selectFolder(w.plan.Target, false, false); err != nil {
-			return fmt.Errorf("target SELECT %q: %w", w.plan.Target, err)
-		}
-		err := p.tgt.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
-		if err != nil {
-			return fmt.Errorf("target STORE \\Deleted: %w", err)
-		}
-		if p.tgt.Caps().Has(imap.CapUIDPlus) {
-			if err := p.tgt.UIDExpunge(set).Close(); err != nil {
-				return fmt.Errorf("target UID EXPUNGE: %w", err)
+	var ops []*folderOps
+	defer func() {
+		// Every command sent is read to its end, also on an early return.
+		for _, o := range ops {
+			for _, c := range o.stores {
+				c.Close()
 			}
-		} else {
-			p.log.Warn("target lacks UIDPLUS: deleted messages stay flagged \\Deleted until the user expunges", zap.String("folder", w.plan.Target))
+			if o.expunge != nil {
+				o.expunge.Close()
+			}
 		}
-		p.tgt.sel = nil
+	}()
+	// The flags the target keeps, from the first folder with flag changes,
+	// before anything else is sent: servers keep the same everywhere.
+	var filter flagFilter
+	for _, w := range p.folders {
+		if len(w.changed) > 0 {
+			f, err := p.targetFlags(w.plan.Target)
+			if err != nil {
+				return fmt.Errorf("folder %q: %w", w.plan.Source, err)
+			}
+			filter = f
+			break
+		}
 	}
+	for _, w := range p.folders {
+		var del imap.UIDSet
+		for _, g := range w.gone {
+			if g.m.State == store.Copied {
+				del.AddNum(imap.UID(g.m.TgtUID))
+			}
+		}
+		o := &folderOps{w: w}
+		if len(del) == 0 && len(w.changed) == 0 {
+			if len(w.gone) > 0 {
+				ops = append(ops, o) // records to forget, nothing on the target
+			}
+			continue
+		}
+		ops = append(ops, o)
+		o.waitSel = p.tgt.selectAsync(w.plan.Target, false, false)
+		if len(del) > 0 {
+			o.stores = append(o.stores, p.tgt.Store(del, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil))
+			if p.tgt.Caps().Has(imap.CapUIDPlus) {
+				o.expunge = p.tgt.UIDExpunge(del)
+			} else {
+				p.log.Warn("target lacks UIDPLUS: deleted messages stay flagged \\Deleted until the user expunges", zap.String("folder", w.plan.Target))
+			}
+		}
+		o.stores = append(o.stores, p.flagStores(w, filter)...)
+	}
+
+	var first error
+	var flagged []flagRecord
+	var gone []*goneMsg
+	for _, o := range ops {
+		w := o.w
+		var err error
+		if o.waitSel != nil {
+			if _, serr := o.waitSel(); serr != nil {
+				err = fmt.Errorf("target SELECT %q: %w", w.plan.Target, serr)
+			}
+		}
+		for _, c := range o.stores {
+			if cerr := c.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("target STORE in %q: %w", w.plan.Target, cerr)
+			}
+		}
+		if o.expunge != nil {
+			if cerr := o.expunge.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("target UID EXPUNGE in %q: %w", w.plan.Target, cerr)
+			}
+		}
+		o.stores, o.expunge = nil, nil
+		if err != nil {
+			first = cmp.Or(first, fmt.Errorf("folder %q: %w", w.plan.Source, err))
+			continue
+		}
+		gone = append(gone, w.gone...)
+		for _, g := range w.gone {
+			if g.m.State == store.Copied {
+				w.res.Deleted++
+			}
+		}
+		w.gone = nil
+		for _, c := range w.changed {
+			c.m.Flags = c.flags
+			flagged = append(flagged, flagRecord{w, c.m})
+		}
+		w.res.FlagsUpdated += len(w.changed)
+		w.changed = nil
+	}
+	// The expunges made the cached SELECT data stale.
+	p.tgt.sel = nil
 	err := p.e.store.Update(func(tx store.Tx) error {
 		for _, g := range gone {
-			if err := tx.DeleteMessage(p.mb.Email, w.plan.Source, g.uidv, g.m.UID); err != nil {
+			if err := tx.DeleteMessage(p.mb.Email, g.w.plan.Source, g.uidv, g.m.UID); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		err = p.recordFlags(flagged)
 	}
-	for _, g := range gone {
-		if g.m.State == store.Copied {
-			w.res.Deleted++
-		}
-	}
-	w.gone = nil
-	return nil
+	return cmp.Or(first, err)
 }
 
-// flagRecord is a message whose new flags are on the target, to record.
-type flagRecord struct {
-	w *folderWork
-	m *store.Message
+// flagStore is a STORE that adds or removes one flag.
+type flagStore struct {
+	add  bool
+	flag string
 }
 
-// applyFlags mirrors source flag changes onto the copied messages, one
-// STORE per distinct change; the records go to out, for one commit.
-func (p *pass) applyFlags(w *folderWork, out *[]flagRecord) error {
-	if len(w.changed) == 0 {
-		return nil
-	}
-	filter, err := p.targetFlags(w.plan.Target)
-	if err != nil {
-		return err
-	}
-	waitSel := p.tgt.selectAsync(w.plan.Target, false, false)
-	type op struct {
-		add  bool
-		flag string
-	}
-	groups := map[op]*imap.UIDSet{}
+// flagStores sends the STOREs that mirror w's flag changes, one per
+// distinct change, as filter says the target keeps them.
+func (p *pass) flagStores(w *folderWork, filter flagFilter) []*imapclient.FetchCommand {
+	groups := map[flagStore]*imap.UIDSet{}
 	for _, c := range w.changed {
 		old, _ := filter.apply(c.m.Flags)
 		cur, _ := filter.apply(c.flags)
 		for _, f := range cur {
 			if !slices.Contains(old, f) {
-				addToGroup(groups, op{true, string(f)}, c.m.TgtUID)
+				addToGroup(groups, flagStore{true, string(f)}, c.m.TgtUID)
 			}
 		}
 		for _, f := range old {
 			if !slices.Contains(cur, f) {
-				addToGroup(groups, op{false, string(f)}, c.m.TgtUID)
+				addToGroup(groups, flagStore{false, string(f)}, c.m.TgtUID)
 			}
 		}
 	}
-	keys := make([]op, 0, len(groups))
+	keys := make([]flagStore, 0, len(groups))
 	for k := range groups {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b op) int { return strings.Compare(a.flag, b.flag) })
-	// Pipelined: one round trip for the SELECT and all the STOREs.
-	var cmds []*imapclient.FetchCommand
+	slices.SortFunc(keys, func(a, b flagStore) int { return strings.Compare(a.flag, b.flag) })
+	cmds := make([]*imapclient.FetchCommand, 0, len(keys))
 	for _, k := range keys {
 		sf := &imap.StoreFlags{Op: imap.StoreFlagsDel, Silent: true, Flags: []imap.Flag{imap.Flag(k.flag)}}
 		if k.add {
@@ -521,24 +582,13 @@ func (p *pass) applyFlags(w *folderWork, out *[]flagRecord) error {
 		}
 		cmds = append(cmds, p.tgt.Store(*groups[k], sf, nil))
 	}
-	if _, err := waitSel(); err != nil {
-		for _, cmd := range cmds {
-			cmd.Close()
-		}
-		return fmt.Errorf("target SELECT %q: %w", w.plan.Target, err)
-	}
-	for i, cmd := range cmds {
-		if err := cmd.Close(); err != nil {
-			return fmt.Errorf("target STORE %q: %w", keys[i].flag, err)
-		}
-	}
-	for _, c := range w.changed {
-		c.m.Flags = c.flags
-		*out = append(*out, flagRecord{w, c.m})
-	}
-	w.res.FlagsUpdated += len(w.changed)
-	w.changed = nil
-	return nil
+	return cmds
+}
+
+// flagRecord is a message whose new flags are on the target, to record.
+type flagRecord struct {
+	w *folderWork
+	m *store.Message
 }
 
 // recordFlags records flags applied by applyFlags. A crash before it only

@@ -244,3 +244,51 @@ func TestPassEndsWhileSparesLogIn(t *testing.T) {
 		t.Errorf("%d source and %d target slots held after the pass", len(eng.srcSem), len(eng.tgtSem))
 	}
 }
+
+// TestChangesInSeveralFolders: deletions and flag changes in several
+// folders, sent to the target pipelined, all land, each in its folder.
+func TestChangesInSeveralFolders(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	folders := []string{"INBOX", "INBOX.Clients", "INBOX.Projects", "INBOX.Sent"}
+	create(t, c, folders[1:]...)
+	for _, f := range folders {
+		for i := range 4 {
+			appendMsg(t, c, f, msg{id: fmt.Sprintf("%s-%d@x", f, i), subject: f, date: base.Add(time.Duration(i) * time.Hour), size: 1500})
+		}
+	}
+	e.pass(t)
+	for i, f := range folders {
+		if _, err := c.Select(f, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if i != 2 { // Projects: a deletion only
+			mustStore(t, c, imap.UIDSetNum(1), imap.StoreFlagsAdd, imap.FlagFlagged, imap.Flag(fmt.Sprintf("$Label%d", i)))
+			mustStore(t, c, imap.UIDSetNum(2), imap.StoreFlagsAdd, imap.FlagSeen)
+		}
+		mustStore(t, c, imap.UIDSetNum(4), imap.StoreFlagsAdd, imap.FlagDeleted)
+		if err := c.Expunge().Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := e.pass(t)
+	for _, f := range res.Folders {
+		if !slices.Contains(folders, f.Source) {
+			continue // the source's other special-use folders, empty
+		}
+		wantFlags := 2
+		if f.Source == "INBOX.Projects" {
+			wantFlags = 0
+		}
+		if f.Deleted != 1 || f.FlagsUpdated != wantFlags {
+			t.Errorf("folder %q: %d deleted, %d flag updates; want 1 and %d", f.Source, f.Deleted, f.FlagsUpdated, wantFlags)
+		}
+	}
+	e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Clients": "Clients", "INBOX.Projects": "Projects", "INBOX.Sent": "Sent Items"})
+	res = e.pass(t)
+	for _, f := range res.Folders {
+		if f.Deleted != 0 || f.FlagsUpdated != 0 || f.Copied != 0 {
+			t.Errorf("pass after the changes, folder %q: %+v", f.Source, f)
+		}
+	}
+}

@@ -81,16 +81,7 @@ func (p *pass) run() error {
 	if err := p.applyMoves(p.matchMoves()); err != nil {
 		return err
 	}
-	var flagged []flagRecord
-	for _, w := range p.folders {
-		if err := p.applyDeletes(w); err != nil {
-			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
-		}
-		if err := p.applyFlags(w, &flagged); err != nil {
-			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
-		}
-	}
-	if err := p.recordFlags(flagged); err != nil {
+	if err := p.applyChanges(); err != nil {
 		return err
 	}
 	if err := p.copyNew(); err != nil {
