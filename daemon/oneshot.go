@@ -70,7 +70,7 @@ func setup(o *config.Options, out Streams, withBars bool) (*oneShot, error) {
 	if err := dataDir(o.Data); err != nil {
 		return nil, Fatal(err)
 	}
-	s.store, s.storeReady = store.Async(func() (store.Store, error) { return OpenStore(o.Data, s.log) })
+	s.store, s.storeReady = store.Async(func() (store.Store, error) { return openStore(o.Data, s.log) })
 	if s.bars != nil {
 		opts.Progress = s.bars
 	}

@@ -138,8 +138,13 @@ func OpenStore(dir string, log *zap.Logger) (store.Store, error) {
 	if err := dataDir(dir); err != nil {
 		return nil, err
 	}
-	// A status or report command that found no daemon holds the store for
-	// a moment: wait for it rather than fail.
+	return openStore(dir, log)
+}
+
+// openStore opens the store in a data directory that exists. A status or
+// report command that found no daemon holds the store for a moment: it
+// waits for it rather than fail.
+func openStore(dir string, log *zap.Logger) (store.Store, error) {
 	var st store.Store
 	var err error
 	for deadline := time.Now().Add(storeLockWait); ; {
