@@ -180,7 +180,9 @@ func expectedChunks(ws []*folderWork) int {
 		switch {
 		case st == nil || st.NumMessages == nil:
 		case w.hasPrev && pv.UIDValidity == st.UIDValidity && pv.UIDNext != 0:
-			fresh = min(uint32(st.UIDNext)-min(pv.UIDNext, uint32(st.UIDNext)), *st.NumMessages)
+			if next := uint32(st.UIDNext); next > pv.UIDNext {
+				fresh = min(next-pv.UIDNext, *st.NumMessages)
+			}
 		default:
 			fresh = *st.NumMessages
 		}
