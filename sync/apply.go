@@ -11,7 +11,6 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/zap"
 
-	"github.com/mailferry/mailferry/imapconn"
 	"github.com/mailferry/mailferry/store"
 )
 
@@ -621,15 +620,4 @@ func addToGroup[K comparable](groups map[K]*imap.UIDSet, k K, uid uint32) {
 		groups[k] = s
 	}
 	s.AddNum(imap.UID(uid))
-}
-
-// folderFailed records a folder-level error and reports whether the pass
-// can go on with the other folders.
-func (p *pass) folderFailed(w *folderWork, what string, err error) error {
-	if !imapconn.IsTemporary(err) {
-		w.failed++
-		p.log.Error(what, zap.String("folder", w.plan.Source), zap.NamedError("err", err))
-		return nil
-	}
-	return err
 }
