@@ -51,9 +51,13 @@ func rawAppend(addr, user, password string, c *corpus, paths map[int]string) (ra
 			if err != nil {
 				return nil, err
 			}
-			if fi, err := f.Stat(); err != nil || fi.Size() != size {
+			fi, err := f.Stat()
+			if err == nil && fi.Size() != size {
+				err = fmt.Errorf("size %d, want %d", fi.Size(), size)
+			}
+			if err != nil {
 				f.Close()
-				return nil, fmt.Errorf("message file %s: size %v, want %d (%v)", path, fi.Size(), size, err)
+				return nil, fmt.Errorf("message file %s: %w", path, err)
 			}
 			return f, nil
 		}})
