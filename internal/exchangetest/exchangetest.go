@@ -36,9 +36,10 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf16"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/imapconn"
 )
 
 // Options switch Exchange behaviours on. The zero value relays everything
@@ -489,7 +490,7 @@ func (f *Filter) names(user string, cmd command, line []byte) (string, []byte) {
 		if canon, _ := f.resolve(user, b.name); canon != b.name {
 			f.logf("%s %s: %q is %q on the server", cmd.tag, cmd.name, b.name, canon)
 			f.stats.Renamed++
-			out = append(append(append([]byte(nil), out[:b.start]...), quote(encodeMUTF7(canon))...), out[b.end:]...)
+			out = append(append(append([]byte(nil), out[:b.start]...), quote(imapconn.EncodeMUTF7(canon))...), out[b.end:]...)
 		}
 	}
 	switch cmd.name {
@@ -748,7 +749,7 @@ func parseCommand(line []byte) command {
 	}
 	for _, i := range mailboxArgs[cmd.name] {
 		if i < len(args) && args[i].ok {
-			cmd.boxes = append(cmd.boxes, mailboxArg{name: decodeMUTF7(args[i].v), start: args[i].start, end: args[i].end})
+			cmd.boxes = append(cmd.boxes, mailboxArg{name: imapconn.DecodeMUTF7(args[i].v), start: args[i].start, end: args[i].end})
 		}
 	}
 	return cmd
@@ -863,69 +864,3 @@ var uidPlusCode = regexp.MustCompile(`(?i)\[(APPENDUID|COPYUID) [^\]]*\] ?|\bUID
 // stripUIDPlus removes UIDPLUS from capability lists and APPENDUID and
 // COPYUID codes from replies.
 func stripUIDPlus(line []byte) []byte { return uidPlusCode.ReplaceAll(line, nil) }
-
-// decodeMUTF7 decodes IMAP's modified UTF-7 mailbox names; a name that
-// doesn't decode is returned as it is.
-func decodeMUTF7(s string) string {
-	if !strings.Contains(s, "&") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '&' {
-			b.WriteByte(s[i])
-			continue
-		}
-		j := strings.IndexByte(s[i:], '-')
-		if j < 0 {
-			return s
-		}
-		enc := s[i+1 : i+j]
-		i += j
-		if enc == "" {
-			b.WriteByte('&')
-			continue
-		}
-		raw, err := base64.RawStdEncoding.DecodeString(strings.ReplaceAll(enc, ",", "/"))
-		if err != nil || len(raw)%2 != 0 {
-			return s
-		}
-		u := make([]uint16, len(raw)/2)
-		for k := range u {
-			u[k] = uint16(raw[2*k])<<8 | uint16(raw[2*k+1])
-		}
-		b.WriteString(string(utf16.Decode(u)))
-	}
-	return b.String()
-}
-
-// encodeMUTF7 encodes a mailbox name in IMAP's modified UTF-7.
-func encodeMUTF7(s string) string {
-	var b strings.Builder
-	var run []rune
-	flush := func() {
-		if len(run) == 0 {
-			return
-		}
-		var raw []byte
-		for _, u := range utf16.Encode(run) {
-			raw = append(raw, byte(u>>8), byte(u))
-		}
-		b.WriteString("&" + strings.ReplaceAll(base64.RawStdEncoding.EncodeToString(raw), "/", ",") + "-")
-		run = run[:0]
-	}
-	for _, r := range s {
-		if r < 0x20 || r > 0x7e {
-			run = append(run, r)
-			continue
-		}
-		flush()
-		if r == '&' {
-			b.WriteString("&-")
-		} else {
-			b.WriteRune(r)
-		}
-	}
-	flush()
-	return b.String()
-}

@@ -266,20 +266,6 @@ func TestThrottleDisconnect(t *testing.T) {
 	}
 }
 
-func TestMUTF7(t *testing.T) {
-	for in, want := range map[string]string{"M&APw-ller": "Müller", "a&-b": "a&b", "plain": "plain", "&Jjo-!": "☺!", "&2D3eAA-": "😀"} {
-		if got := decodeMUTF7(in); got != want {
-			t.Errorf("%q → %q, want %q", in, got, want)
-		}
-		if got := encodeMUTF7(want); got != in {
-			t.Errorf("%q encoded %q, want %q", want, got, in)
-		}
-	}
-	if got := decodeMUTF7("bad&"); got != "bad&" {
-		t.Errorf("bad& → %q", got)
-	}
-}
-
 func TestParseCommand(t *testing.T) {
 	cmd := parseCommand([]byte("T7 UID MOVE 1:5 \"Sent Items/2024\"\r\n"))
 	if cmd.name != "UID MOVE" || len(cmd.boxes) != 1 || cmd.boxes[0].name != "Sent Items/2024" {
