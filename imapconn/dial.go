@@ -53,11 +53,13 @@ func Dial(ctx context.Context, ep Endpoint, log *zap.Logger, opts *imapclient.Op
 
 	var c *imapclient.Client
 	var lp *literalPlusConn
+	var tol *toleranceConn
 	switch ep.Security {
 	case ImplicitTLS:
 		tc := tls.Client(raw, o.TLSConfig)
 		if err = tc.HandshakeContext(ctx); err == nil {
-			lp = newLiteralPlusConn(tolerate(tc, log))
+			tol = tolerate(tc, log)
+			lp = newLiteralPlusConn(tol)
 			c = imapclient.New(lp, &o)
 		}
 	case StartTLS:
@@ -66,7 +68,8 @@ func Dial(ctx context.Context, ep Endpoint, log *zap.Logger, opts *imapclient.Op
 		// layer here.
 		c, err = imapclient.NewStartTLS(raw, &o)
 	default:
-		lp = newLiteralPlusConn(tolerate(raw, log))
+		tol = tolerate(raw, log)
+		lp = newLiteralPlusConn(tol)
 		c = imapclient.New(lp, &o)
 	}
 	if err == nil {
@@ -86,6 +89,9 @@ func Dial(ctx context.Context, ep Endpoint, log *zap.Logger, opts *imapclient.Op
 		return nil, fmt.Errorf("connect %s: server skipped authentication before TLS", ep)
 	}
 	stop()
+	if lp != nil {
+		registerRaw(c, lp, tol)
+	}
 	context.AfterFunc(ctx, func() { c.Close() })
 	return c, nil
 }

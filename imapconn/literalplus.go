@@ -40,6 +40,10 @@ type literalPlusConn struct {
 	reading     bool          // a Read waits in the socket
 	interrupted bool          // a past deadline was set to wake it
 	deadline    time.Time     // the client's read deadline
+
+	closeMu  gosync.Mutex
+	closed   bool
+	closeFns []func()
 }
 
 var continuation = []byte("+ \r\n")
@@ -87,6 +91,42 @@ func (c *literalPlusConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// lendWrites hands the write side to a command of our own (raw.go) until
+// release: go-imap's writes wait meanwhile. It fails unless go-imap is
+// between two commands.
+func (c *literalPlusConn) lendWrites() (release func(), err error) {
+	c.wmu.Lock()
+	if !c.wscan.atBoundary() {
+		c.wmu.Unlock()
+		return nil, errBusy
+	}
+	return c.wmu.Unlock, nil
+}
+
+// Close closes the connection; functions given to onClose run first.
+func (c *literalPlusConn) Close() error {
+	c.closeMu.Lock()
+	fns := c.closeFns
+	c.closed, c.closeFns = true, nil
+	c.closeMu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+	return c.Conn.Close()
+}
+
+func (c *literalPlusConn) onClose(fn func()) {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	c.closeFns = append(c.closeFns, fn)
+}
+
+func (c *literalPlusConn) isClosed() bool {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	return c.closed
 }
 
 // Read delivers server bytes, with owed "+" lines slipped in between

@@ -43,6 +43,7 @@ type toleranceConn struct {
 	buf    []byte
 	err    error
 	report func(toleranceEvent)
+	raw    rawReplies
 }
 
 // toleranceEvent is one change to the server's stream.
@@ -53,7 +54,7 @@ type toleranceEvent struct {
 }
 
 // tolerate wraps c in the tolerance layer and logs what it changes.
-func tolerate(c net.Conn, log *zap.Logger) net.Conn {
+func tolerate(c net.Conn, log *zap.Logger) *toleranceConn {
 	return newToleranceConn(c, func(ev toleranceEvent) {
 		if ev.dropped {
 			log.Info("ignored a server response go-imap cannot parse", zap.ByteString("response", ev.line))
@@ -89,6 +90,7 @@ func (c *toleranceConn) Read(p []byte) (int, error) {
 	for c.off == len(c.f.out) {
 		c.f.out, c.off = c.f.out[:0], 0
 		if c.err != nil {
+			c.raw.fail(c.err)
 			return 0, c.err
 		}
 		n, err := c.Conn.Read(c.buf)
@@ -111,11 +113,21 @@ func (c *toleranceConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Close closes the connection; a command of ours still waiting for its
+// reply gets none.
+func (c *toleranceConn) Close() error {
+	c.raw.fail(net.ErrClosed)
+	return c.Conn.Close()
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// flushEvents reports the changes made so far and hands on the replies to
+// imapconn's own commands; once the stream has ended, their waiters learn
+// why.
 func (c *toleranceConn) flushEvents() {
 	for _, ev := range c.f.events {
 		if c.report != nil {
@@ -123,6 +135,13 @@ func (c *toleranceConn) flushEvents() {
 		}
 	}
 	c.f.events = c.f.events[:0]
+	for _, line := range c.f.replies {
+		c.raw.deliver(line)
+	}
+	c.f.replies = c.f.replies[:0]
+	if c.err != nil {
+		c.raw.fail(c.err)
+	}
 }
 
 const (
@@ -167,6 +186,10 @@ type lineFilter struct {
 	literal  int64  // stLiteral: bytes still to come
 	out      []byte
 	events   []toleranceEvent
+	// replies are tagged replies to imapconn's own commands (rawTagPrefix),
+	// taken out of the stream: go-imap drops the connection at a tag it
+	// did not send.
+	replies [][]byte
 }
 
 // passing is how many bytes from here on pass unchanged without being
@@ -287,6 +310,10 @@ func (f *lineFilter) finishStatus(typEnd int) {
 	f.line = nil
 	f.state = stStart
 	body, tagged := lineBody(line), line[0] != '*'
+	if tagged && isRawTag(line) {
+		f.replies = append(f.replies, bytes.Clone(line))
+		return
+	}
 	if statusAccepted(body[typEnd:], tagged) {
 		f.out = append(f.out, line...)
 		return
