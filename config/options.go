@@ -43,6 +43,7 @@ type Options struct {
 	O365TokenURL             string // override for tests and sovereign clouds
 	DropMDNSent              bool   // leave $MDNSent off copies
 	DisarmReadReceipts       bool   // rename Disposition-Notification-To in copies
+	NoMultiAppend            bool   // one APPEND per message even where MULTIAPPEND is offered
 	// The proxy.
 	Listen         string // implicit-TLS listener, e.g. ":993"
 	ListenStartTLS string // listener with STARTTLS, e.g. ":143"
@@ -111,6 +112,7 @@ func (o *Options) options() []option {
 		{"log-level", "log `level`: debug, info, warn or error", &o.LogLevel, false},
 		{"drop-mdnsent", "leave the $MDNSent flag off copied messages (clients may ask about read receipts of old mail again)", &o.DropMDNSent, false},
 		{"disarm-read-receipts", "rename Disposition-Notification-To headers in copied messages, so clients don't prompt for receipts of old mail", &o.DisarmReadReceipts, false},
+		{"no-multiappend", "send each message in an APPEND of its own, even to a target that offers MULTIAPPEND (which stores many in one transaction)", &o.NoMultiAppend, false},
 		{"listen", "proxy: accept IMAP clients with implicit TLS on this `address`, e.g. :993", &o.Listen, false},
 		{"listen-starttls", "proxy: accept IMAP clients with STARTTLS on this `address`, e.g. :143 (clients must start TLS before logging in, except on loopback)", &o.ListenStartTLS, false},
 		{"cert", "proxy: TLS certificate chain, PEM `file` (default: a self-signed one kept in the data directory)", &o.Cert, true},

@@ -93,6 +93,7 @@ func engineOptions(o *config.Options, log *zap.Logger) (mfsync.Options, error) {
 		Exchange:              o.O365Tenant != "" || isExchangeHost(tgt.Host),
 		DropMDNSent:           o.DropMDNSent,
 		DisarmReadReceipts:    o.DisarmReadReceipts,
+		NoMultiAppend:         o.NoMultiAppend,
 		Source:                src,
 		Target:                tgt,
 		Parallel:              o.Parallel,

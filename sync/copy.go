@@ -44,7 +44,25 @@ func (p *pass) copyNew() error {
 		total += m.size
 	}
 	p.e.opts.Progress.MailboxPlanned(p.mb.Email, len(cands), total)
+	if err := p.copyRound(cands, p.e.opts.ConnectionsPerMailbox); err != nil {
+		return err
+	}
+	// A target that refused a MULTIAPPEND stored none of its messages: one
+	// APPEND each tells the one it refuses from the others.
+	p.mu.Lock()
+	retry := p.retrySingly
+	p.retrySingly = nil
+	p.mu.Unlock()
+	if len(retry) == 0 {
+		return nil
+	}
+	p.log.Info("target refused a MULTIAPPEND; sending its messages one by one", zap.Int("messages", len(retry)))
+	return p.copyRound(retry, 1)
+}
 
+// copyRound copies cands through at most pairs source/target connection
+// pairs.
+func (p *pass) copyRound(cands []*srcMsg, pairs int) error {
 	chunks := makeChunks(cands, p.folders)
 
 	// Everything workers share is prepared here on the main connections.
@@ -70,7 +88,7 @@ func (p *pass) copyNew() error {
 
 	jobs := make(chan chunk)
 	var wg gosync.WaitGroup
-	errs := make(chan error, 2*p.e.opts.ConnectionsPerMailbox)
+	errs := make(chan error, 2*pairs)
 	worker := func(src, tgt *conn) {
 		defer wg.Done()
 		rec := p.newRecorder()
@@ -107,7 +125,7 @@ func (p *pass) copyNew() error {
 	wg.Add(1)
 	go worker(p.src, p.tgt)
 	// More pairs join as they log in; the first starts at once.
-	for range min(p.e.opts.ConnectionsPerMailbox, len(chunks)) - 1 {
+	for range min(pairs, len(chunks)) - 1 {
 		wg.Go(func() {
 			src, tgt, err := p.extraPair()
 			if err != nil {
@@ -285,6 +303,35 @@ type batch struct {
 	msgs    []*srcMsg
 	waits   gosync.WaitGroup
 	results chan appended
+	// multi is the MULTIAPPEND being written; nil when the chunk goes in
+	// one APPEND per message.
+	multi *multiSend
+}
+
+// multiSend is a chunk's MULTIAPPEND under way.
+type multiSend struct {
+	cmd   *imapconn.MultiAppend // nil between two commands
+	msgs  []*srcMsg
+	bytes int64
+}
+
+// A MULTIAPPEND holds at most this many messages or bytes: one transaction
+// on the target, and what a broken connection makes it forget at once.
+const (
+	multiAppendMessages = 100
+	multiAppendBytes    = 16 << 20
+)
+
+// batchRefused is a message's outcome when the target refused the
+// MULTIAPPEND it was in, and so stored none of that command's messages.
+type batchRefused struct{ err error }
+
+func (e *batchRefused) Error() string { return "MULTIAPPEND refused: " + e.err.Error() }
+func (e *batchRefused) Unwrap() error { return e.err }
+
+func isBatchRefused(err error) bool {
+	var br *batchRefused
+	return errors.As(err, &br)
 }
 
 // sendChunk streams one chunk from a source FETCH into target APPENDs (its
@@ -305,6 +352,10 @@ func (p *pass) sendChunk(src, tgt *conn, c chunk, filter flagFilter) (*batch, []
 	// From here on the batch goes to the recorder, which settles every
 	// pending record of the chunk, sent or not.
 	b := &batch{w: w, tgt: tgt, msgs: c.msgs, results: make(chan appended, len(c.msgs))}
+	if !p.e.opts.NoMultiAppend && !p.singleAppends.Load() && imapconn.CanMultiAppend(tgt.Client) {
+		b.multi = &multiSend{}
+		defer p.endMulti(b)
+	}
 
 	// Messages the scan fetched whole go first, from memory.
 	sent := map[uint32]bool{}
@@ -422,7 +473,7 @@ func (r *recorder) record(b *batch) error {
 		return err
 	}
 	for _, o := range outcomes {
-		if o.err != nil && imapconn.IsTemporary(o.err) {
+		if o.err != nil && !isBatchRefused(o.err) && imapconn.IsTemporary(o.err) {
 			// The connection broke with replies outstanding: what arrived
 			// is resolved by the recovery of the retried pass.
 			return fmt.Errorf("folder %q: append uid %d: %w", b.w.plan.Source, o.m.uid, o.err)
@@ -533,6 +584,9 @@ func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, 
 	if p.e.opts.DisarmReadReceipts {
 		body = disarmReceipts(body)
 	}
+	if b.multi != nil {
+		return p.multiAppend(tgt, m, body, size, &imap.AppendOptions{Flags: flags, Time: m.date}, b)
+	}
 	cmd := tgt.Append(w.plan.Target, size, &imap.AppendOptions{Flags: flags, Time: m.date})
 	_, err := io.Copy(cmd, body)
 	if cerr := cmd.Close(); err == nil {
@@ -565,6 +619,65 @@ func (p *pass) startAppend(tgt *conn, w *folderWork, m *srcMsg, body io.Reader, 
 		b.results <- appended{m: m, data: data, err: err}
 	})
 	return nil
+}
+
+// multiAppend adds a message to the chunk's MULTIAPPEND, starting one
+// where none is under way or the last is full.
+func (p *pass) multiAppend(tgt *conn, m *srcMsg, body io.Reader, size int64, opts *imap.AppendOptions, b *batch) error {
+	ms := b.multi
+	if ms.cmd != nil && (len(ms.msgs) >= multiAppendMessages || ms.bytes+size > multiAppendBytes) {
+		p.endMulti(b)
+	}
+	if ms.cmd == nil {
+		cmd, err := imapconn.StartMultiAppend(tgt.Client, b.w.plan.Target)
+		if err != nil {
+			b.results <- appended{m: m, err: err}
+			return fmt.Errorf("append uid %d: %w", m.uid, err)
+		}
+		ms.cmd = cmd
+	}
+	if err := ms.cmd.Append(body, size, opts); err != nil {
+		// The command is cut off with the connection: the server stores
+		// none of it, and the messages stay pending for recovery.
+		b.results <- appended{m: m, err: err}
+		p.endMulti(b)
+		return fmt.Errorf("append uid %d: %w", m.uid, err)
+	}
+	m.size = size
+	ms.msgs = append(ms.msgs, m)
+	ms.bytes += size
+	return nil
+}
+
+// endMulti ends the chunk's MULTIAPPEND under way, if any; its reply is
+// awaited like an APPEND's, without holding up the next command.
+func (p *pass) endMulti(b *batch) {
+	ms := b.multi
+	if ms.cmd == nil {
+		return
+	}
+	cmd, msgs := ms.cmd, ms.msgs
+	ms.cmd, ms.msgs, ms.bytes = nil, nil, 0
+	cmd.Close() // a failure comes again from Wait
+	b.waits.Go(func() {
+		data, err := cmd.Wait()
+		_, throttled := imapconn.ThrottleDelay(err)
+		if throttled {
+			p.throttled.Store(true)
+		}
+		for i, m := range msgs {
+			switch {
+			case err != nil && isRefusal(err) && !throttled:
+				b.results <- appended{m: m, err: &batchRefused{err}}
+			case err != nil:
+				b.results <- appended{m: m, err: err}
+			case len(data.UIDs) == len(msgs):
+				b.results <- appended{m: m, data: &imap.AppendData{UID: data.UIDs[i], UIDValidity: data.UIDValidity}}
+			default:
+				b.results <- appended{m: m} // no APPENDUID: recovery finds it
+			}
+		}
+	})
 }
 
 // flagAfterAppend sets \Flagged with STORE on the messages just appended
@@ -602,6 +715,7 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 	var bytes int64
 	var refused []appended
 	var pending []store.Message // for the recovery after the copy phase
+	var retry []*srcMsg
 	err := p.e.store.Update(func(tx store.Tx) error {
 		for _, m := range msgs {
 			o, ok := done[m.uid]
@@ -613,6 +727,13 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 				if err := tx.DeleteMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, m.uid); err != nil {
 					return err
 				}
+				continue
+			case isBatchRefused(o.err):
+				// Not stored: it goes again, alone, later in the pass.
+				if err := tx.DeleteMessage(p.mb.Email, w.plan.Source, w.status.UIDValidity, m.uid); err != nil {
+					return err
+				}
+				retry = append(retry, m)
 				continue
 			case o.err != nil && isSizeRefusal(o.err):
 				e.State, e.Reason, e.Subject = store.Skipped, ReasonTargetLimit+": "+o.err.Error(), m.subject
@@ -648,7 +769,11 @@ func (p *pass) recordOutcomes(w *folderWork, msgs []*srcMsg, outcomes []appended
 	if err != nil {
 		return err
 	}
+	if len(retry) > 0 {
+		p.singleAppends.Store(true)
+	}
 	p.mu.Lock()
+	p.retrySingly = append(p.retrySingly, retry...)
 	w.pendings += len(pending) - len(msgs)
 	for _, e := range pending {
 		w.entries[e.UID] = &e

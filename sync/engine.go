@@ -65,6 +65,11 @@ type Options struct {
 	// copied messages (same length, so sizes stay), so that clients don't
 	// prompt for receipts of old mail. Off by default.
 	DisarmReadReceipts bool
+	// NoMultiAppend sends every message in an APPEND of its own, even to a
+	// target that offers MULTIAPPEND (which stores a folder's messages of
+	// one chunk in one transaction: much faster on a target that syncs each
+	// APPEND to disk).
+	NoMultiAppend bool
 	// Retries is how many times a mailbox whose pass failed with a temporary
 	// error is tried again within one Run (default 3).
 	Retries int

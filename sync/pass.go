@@ -39,6 +39,11 @@ type pass struct {
 	// throttled is set at the first APPEND the target refused for
 	// throttling: the pass stops sending and ends with that error.
 	throttled atomic.Bool
+	// singleAppends is set once the target refused a MULTIAPPEND: from
+	// then on the pass sends one APPEND per message, and retrySingly holds
+	// the refused command's messages, to send again that way (guarded by mu).
+	singleAppends atomic.Bool
+	retrySingly   []*srcMsg
 	// prefetched is how much of the engine's prefetch budget the pass
 	// holds: message bodies kept from the delta scans for the copy phase.
 	prefetched atomic.Int64

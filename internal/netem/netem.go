@@ -26,6 +26,9 @@ type Forwarder struct {
 	// went server→client in total (a link that dies mid-transfer), then
 	// resets itself to 0.
 	CutAfterDown atomic.Int64
+	// UpTap, if set before the first connection, sees every piece of what
+	// clients send, as it passes.
+	UpTap func([]byte)
 
 	mu     sync.Mutex
 	conns  map[net.Conn]bool
@@ -117,6 +120,9 @@ func (f *Forwarder) pipe(dst, src net.Conn, count *atomic.Int64) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			total := count.Add(int64(n))
+			if count == &f.Up && f.UpTap != nil {
+				f.UpTap(buf[:n])
+			}
 			q <- chunk{append([]byte(nil), buf[:n]...), time.Now().Add(f.delay)}
 			if cut := f.CutAfterDown.Load(); cut > 0 && count == &f.Down && total >= cut && f.CutAfterDown.CompareAndSwap(cut, 0) {
 				f.CutAll()
