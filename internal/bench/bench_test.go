@@ -11,7 +11,7 @@
 //
 //	MAILFERRY_BENCH_SCALE=0.1 go test -run '^$' -bench Migration -benchtime 1x ./internal/bench/
 //
-// MAILFERRY_BENCH_DELTAS=N runs the delta cycle of step 4 N times (default
+// MAILFERRY_BENCH_DELTAS=N runs the delta cycles of step 4 N times each (default
 // 1) and reports the median; MAILFERRY_BENCH_DELTA_ONLY=1 stops after step 4,
 // for a quick look at the second passes:
 //
@@ -35,6 +35,9 @@
 //     (Exchange-like folders, fsync on) and must get an OK for every one.
 //     It runs before and after the mailferry runs of each link; the faster
 //     of the two is the limit (other load on the machine only slows runs).
+//     Once more after them, with a folder's messages up to 100 to a
+//     MULTIAPPEND, as mailferry sends them to a target that offers it
+//     (Office 365 does not): the limit for such a target, shown beside.
 //  3. `mailferry sync --json` (built from this module) copies the mailbox
 //     into another empty target: wall time, messages/s, MB/s, ratio to the
 //     limit, the subprocess's peak RSS (its VmHWM, sampled every 5 ms: see
@@ -44,13 +47,16 @@
 //  4. A no-op second pass, then a delta pass after 100 new messages and 100
 //     flag changes on the source, and a no-op pass after it. The source is
 //     then put back as it was (and synced), so that the later initial
-//     passes copy the same mailbox. Last, the delta's new messages are
-//     appended raw into that target, over as many connections as mailferry
-//     uses: the target's own part of the delta pass.
+//     passes copy the same mailbox; the delta cycle is then repeated with
+//     --no-multiappend (the cycles take turns when there are several).
+//     Last, the delta's new messages are appended raw into that target,
+//     over as many connections as mailferry uses, one APPEND each and as
+//     MULTIAPPENDs: the target's own part of the delta pass.
 //  5. The initial pass with --connections-per-mailbox 1, 2 (the default) and
-//     4, on loopback and with the target behind a netem forwarder adding
-//     12 ms each way (24 ms round trip), each against the raw limit over the
-//     same kind of link; every initial pass gets a fresh empty target.
+//     4, and with --no-multiappend, on loopback and with the target behind a
+//     netem forwarder adding 12 ms each way (24 ms round trip), each against
+//     the raw limit over the same kind of link; every initial pass gets a
+//     fresh empty target.
 //
 // It prints a table to stdout and reports the main figures as benchmark
 // metrics. MB is 10^6 bytes throughout.
@@ -156,18 +162,34 @@ type results struct {
 	defaultCPM int
 	load       [2]string // /proc/loadavg at the start and the end
 
-	limits  map[string][]run       // by link: measured before and after the mailferry runs
-	initial map[string]map[int]run // by link, then --connections-per-mailbox
-	noop    run
-	deltas  []run // every delta pass, in order
-	delta   run   // the median of deltas by wall time
+	limits map[string][]run // by link: measured before and after the mailferry runs
+	// multiLimits are the raw runs with MULTIAPPEND, by link: the limit
+	// for a target that offers it.
+	multiLimits map[string]run
+	initial     map[string]map[variant]run // by link, then settings
+	noop        run
+	deltas      []run // every delta pass with MULTIAPPEND, in order
+	delta       run   // the median of deltas by wall time
+	// deltasSingle and deltaSingle are the same with --no-multiappend.
+	deltasSingle []run
+	deltaSingle  run
 	// deltaRaw is the target's own part of the delta: the same new
-	// messages pipelined raw over as many connections (median of 3).
-	deltaRaw run
-	noop2    run // after the (first) delta: a check, also shown
-	deltaMsg int
-	deltaFl  int
+	// messages pipelined raw over as many connections (median of 3), one
+	// APPEND each; deltaRawMulti as MULTIAPPENDs.
+	deltaRaw, deltaRawMulti run
+	noop2                   run // after the (first) delta: a check, also shown
+	deltaMsg                int
+	deltaFl                 int
 }
+
+// variant is how an initial pass runs: --connections-per-mailbox (0: the
+// default) and --no-multiappend.
+type variant struct {
+	cpm    int
+	single bool
+}
+
+var defaults = variant{}
 
 // limit is the faster of the raw runs over link: other work on the machine
 // only ever slows a run down.
@@ -240,19 +262,20 @@ func deltaRounds(b *testing.B) int {
 
 func runScenario(b *testing.B) *results {
 	h := &harness{b: b, start: time.Now(), dir: b.TempDir(), res: &results{
-		scale:      scaleFromEnv(b),
-		defaultCPM: config.Defaults().ConnectionsPerMailbox,
-		limits:     map[string][]run{},
-		initial:    map[string]map[int]run{loopback: {}, wan: {}},
+		scale:       scaleFromEnv(b),
+		defaultCPM:  config.Defaults().ConnectionsPerMailbox,
+		limits:      map[string][]run{},
+		multiLimits: map[string]run{},
+		initial:     map[string]map[variant]run{loopback: {}, wan: {}},
 	}}
 	res := h.res
 	res.load[0] = loadavg()
 	h.build()
 	h.seed()
 
-	res.limits[loopback] = append(res.limits[loopback], h.limitRun(loopback))
-	tgt, data, r := h.initialRun(loopback, 0, true)
-	res.initial[loopback][0] = r
+	res.limits[loopback] = append(res.limits[loopback], h.limitRun(loopback, 0))
+	tgt, data, r := h.initialRun(loopback, defaults, true)
+	res.initial[loopback][defaults] = r
 
 	h.logf("no-op second pass")
 	res.noop = h.pass(tgt.Addr(), data, "no-op second pass", 0, 0, 0, 0)
@@ -261,13 +284,21 @@ func runScenario(b *testing.B) *results {
 	// target it is mostly 100 fsync'ed APPENDs, and the later runs leave
 	// the disk slower for a while. The source is then put back as it
 	// was, so that every initial pass copies the same mailbox.
+	// Deltas with and without MULTIAPPEND take turns, so that the disk's
+	// drift over time touches both alike.
 	rounds := deltaRounds(b)
-	for i := range rounds {
+	for i := range 2 * rounds {
 		h.logf("changing the source: %d flag changes, %d new messages", deltaFlags, deltaNew)
 		res.deltaFl, res.deltaMsg = h.changeSource()
-		h.logf("delta pass %d of %d", i+1, rounds)
-		label := fmt.Sprintf("delta pass %d (+%d messages, %d flag changes)", i+1, res.deltaMsg, res.deltaFl)
-		res.deltas = append(res.deltas, h.pass(tgt.Addr(), data, label, 0, res.deltaMsg, res.deltaFl, 0))
+		single := i%2 == 1
+		h.logf("delta pass %d of %d, MULTIAPPEND %v", i/2+1, rounds, !single)
+		label := fmt.Sprintf("delta pass %d (+%d messages, %d flag changes)", i/2+1, res.deltaMsg, res.deltaFl)
+		if single {
+			label = fmt.Sprintf("delta pass %d, --no-multiappend", i/2+1)
+			res.deltasSingle = append(res.deltasSingle, h.pass(tgt.Addr(), data, label, 0, res.deltaMsg, res.deltaFl, 0, "--no-multiappend"))
+		} else {
+			res.deltas = append(res.deltas, h.pass(tgt.Addr(), data, label, 0, res.deltaMsg, res.deltaFl, 0))
+		}
 		h.verifyTarget(tgt, "after the delta pass")
 		if i == 0 {
 			res.noop2 = h.pass(tgt.Addr(), data, "no-op pass after the delta", 0, 0, 0, 0)
@@ -277,10 +308,8 @@ func runScenario(b *testing.B) *results {
 		h.pass(tgt.Addr(), data, "pass after the source was put back", 0, 0, res.deltaFl, res.deltaMsg)
 		h.verifyTarget(tgt, "after the source was put back")
 	}
-	byWall := slices.Clone(res.deltas)
-	slices.SortFunc(byWall, func(a, b run) int { return cmp.Compare(a.wall, b.wall) })
-	res.delta = byWall[len(byWall)/2]
-	res.deltaRaw = h.deltaRawRun(tgt)
+	res.delta, res.deltaSingle = median(res.deltas), median(res.deltasSingle)
+	res.deltaRaw, res.deltaRawMulti = h.deltaRawRun(tgt)
 	h.dispose(tgt)
 	if os.Getenv(onlyEnv) != "" {
 		res.load[1] = loadavg()
@@ -288,21 +317,34 @@ func runScenario(b *testing.B) *results {
 		return res
 	}
 
-	for _, cpm := range []int{1, 4} {
-		_, _, res.initial[loopback][cpm] = h.initialRun(loopback, cpm, false)
+	for _, v := range []variant{{cpm: 1}, {cpm: 4}, {single: true}} {
+		_, _, res.initial[loopback][v] = h.initialRun(loopback, v, false)
 	}
-	res.limits[loopback] = append(res.limits[loopback], h.limitRun(loopback))
-	res.limits[wan] = append(res.limits[wan], h.limitRun(wan))
-	for _, cpm := range []int{0, 1, 4} {
-		_, _, res.initial[wan][cpm] = h.initialRun(wan, cpm, false)
+	res.limits[loopback] = append(res.limits[loopback], h.limitRun(loopback, 0))
+	res.multiLimits[loopback] = h.limitRun(loopback, rawMulti)
+	res.limits[wan] = append(res.limits[wan], h.limitRun(wan, 0))
+	for _, v := range []variant{defaults, {cpm: 1}, {cpm: 4}, {single: true}} {
+		_, _, res.initial[wan][v] = h.initialRun(wan, v, false)
 	}
-	res.limits[wan] = append(res.limits[wan], h.limitRun(wan))
+	res.limits[wan] = append(res.limits[wan], h.limitRun(wan, 0))
+	res.multiLimits[wan] = h.limitRun(wan, rawMulti)
 
 	res.load[1] = loadavg()
 	h.logf("done")
 	res.print(os.Stdout)
 	return res
 }
+
+// median is the run in the middle by wall time.
+func median(runs []run) run {
+	byWall := slices.Clone(runs)
+	slices.SortFunc(byWall, func(a, b run) int { return cmp.Compare(a.wall, b.wall) })
+	return byWall[len(byWall)/2]
+}
+
+// rawMulti is how many messages of a folder the raw client puts in one
+// MULTIAPPEND, as mailferry does.
+const rawMulti = 100
 
 // loadavg returns the first three fields of /proc/loadavg: other work on
 // the machine skews the figures.
@@ -477,8 +519,9 @@ func (h *harness) link(s *dovecottest.Server, link string) (string, func()) {
 	return f.Addr(), func() { f.Close() }
 }
 
-// limitRun measures the raw pipelined APPEND into a fresh target over link.
-func (h *harness) limitRun(link string) run {
+// limitRun measures the raw pipelined APPEND into a fresh target over link;
+// with multi > 0, MULTIAPPENDs of up to multi messages.
+func (h *harness) limitRun(link string, multi int) run {
 	b := h.b
 	tgt := h.newTarget()
 	addr, closeLink := h.link(tgt, link)
@@ -486,9 +529,13 @@ func (h *harness) limitRun(link string) run {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h.logf("raw pipelined APPEND, 1 connection, %s", link)
+	what := "raw pipelined APPEND, 1 connection"
+	if multi > 0 {
+		what = fmt.Sprintf("raw pipelined MULTIAPPEND (up to %d messages), 1 connection", multi)
+	}
+	h.logf("%s, %s", what, link)
 	syscall.Sync()
-	st, err := rawAppend(addr, mbUser, tgtPass, h.corpus, paths)
+	st, err := rawAppend(addr, mbUser, tgtPass, h.corpus, paths, multi)
 	closeLink()
 	if err != nil {
 		b.Fatalf("raw APPEND over %s: %v", link, err)
@@ -501,49 +548,73 @@ func (h *harness) limitRun(link string) run {
 	}
 	h.verifyTarget(tgt, "after the raw APPEND over "+link)
 	h.dispose(tgt)
-	when := "before"
-	if len(h.res.limits[link]) > 0 {
-		when = "after"
+	label := what + ", before"
+	switch {
+	case multi > 0:
+		label = what
+	case len(h.res.limits[link]) > 0:
+		label = what + ", after"
 	}
-	r := run{label: "raw pipelined APPEND, 1 connection, " + when, wall: st.elapsed, msgs: len(h.corpus.msgs), bytes: st.bytes, load: load1()}
+	r := run{label: label, wall: st.elapsed, msgs: len(h.corpus.msgs), bytes: st.bytes, load: load1()}
 	h.logf("  %.2f s, %.0f msgs/s, %.1f MB/s", r.wall.Seconds(), r.msgsPerSec(), r.mbPerSec())
 	return r
 }
 
 // deltaRawRun times the delta's new messages appended raw into tgt, which
-// is disposed of afterwards (they stay there), three times: the floor that
-// the target sets for the delta pass.
-func (h *harness) deltaRawRun(tgt *dovecottest.Server) run {
+// is disposed of afterwards (they stay there), three times with one APPEND
+// each and three times as MULTIAPPENDs, in turns: the floor that the target
+// sets for the delta pass.
+func (h *harness) deltaRawRun(tgt *dovecottest.Server) (single, multi run) {
 	conns := h.res.defaultCPM
 	h.logf("raw pipelined APPEND of the delta's %d new messages, %d connections", deltaNew, conns)
-	var walls []time.Duration
+	walls := map[int][]time.Duration{}
 	for range 3 {
-		syscall.Sync()
-		d, err := rawDelta(tgt.Addr(), mbUser, tgtPass, h.corpus.planDelta(deltaNew), conns)
-		if err != nil {
-			h.b.Fatalf("raw APPEND of the delta: %v", err)
+		for _, m := range []int{0, rawMulti} {
+			syscall.Sync()
+			d, err := rawDelta(tgt.Addr(), mbUser, tgtPass, h.corpus.planDelta(deltaNew), conns, m)
+			if err != nil {
+				h.b.Fatalf("raw APPEND of the delta: %v", err)
+			}
+			walls[m] = append(walls[m], d)
 		}
-		walls = append(walls, d)
 	}
-	slices.Sort(walls)
-	r := run{label: fmt.Sprintf("raw pipelined APPEND of the delta's new messages, %d connections (median of 3)", conns), wall: walls[1], load: load1()}
-	h.logf("  %.3f s (%.3f, %.3f, %.3f)", r.wall.Seconds(), walls[0].Seconds(), walls[1].Seconds(), walls[2].Seconds())
-	return r
+	for _, m := range []int{0, rawMulti} {
+		w := walls[m]
+		slices.Sort(w)
+		what := "APPEND"
+		if m > 0 {
+			what = "MULTIAPPEND"
+		}
+		r := run{label: fmt.Sprintf("raw pipelined %s of the delta's new messages, %d connections (median of 3)", what, conns), wall: w[1], load: load1()}
+		h.logf("  %s: %.3f s (%.3f, %.3f, %.3f)", what, r.wall.Seconds(), w[0].Seconds(), w[1].Seconds(), w[2].Seconds())
+		if m == 0 {
+			single = r
+		} else {
+			multi = r
+		}
+	}
+	return single, multi
 }
 
 // initialRun migrates the mailbox with mailferry into a fresh target over
-// link (cpm 0: the default connections per mailbox). With keep, the target
-// and the data directory stay for later passes.
-func (h *harness) initialRun(link string, cpm int, keep bool) (*dovecottest.Server, string, run) {
+// link with the settings v. With keep, the target and the data directory
+// stay for later passes.
+func (h *harness) initialRun(link string, v variant, keep bool) (*dovecottest.Server, string, run) {
 	tgt := h.newTarget()
 	addr, closeLink := h.link(tgt, link)
 	h.runs++
 	data := filepath.Join(h.dir, fmt.Sprintf("data-%d", h.runs))
-	h.logf("mailferry initial pass, %s, --connections-per-mailbox %s", link, h.cpmLabel(cpm))
-	r := h.pass(addr, data, "", cpm, len(h.corpus.msgs), 0, 0)
+	label := "mailferry sync, --connections-per-mailbox " + h.cpmLabel(v.cpm)
+	var extra []string
+	if v.single {
+		label += " --no-multiappend"
+		extra = append(extra, "--no-multiappend")
+	}
+	h.logf("%s, %s", label, link)
+	r := h.pass(addr, data, "", v.cpm, len(h.corpus.msgs), 0, 0, extra...)
 	closeLink()
-	h.verifyTarget(tgt, fmt.Sprintf("after the initial pass over %s with %s connections", link, h.cpmLabel(cpm)))
-	r.label = "mailferry sync, --connections-per-mailbox " + h.cpmLabel(cpm)
+	h.verifyTarget(tgt, fmt.Sprintf("after %s over %s", label, link))
+	r.label = label
 	if r.copiedBytes != h.corpus.total {
 		h.b.Fatalf("mailferry over %s says it copied %d bytes, want %d", link, r.copiedBytes, h.corpus.total)
 	}
@@ -595,10 +666,11 @@ type summary struct {
 // directory data, and checks its summary: wantCopied messages copied,
 // wantFlags flag updates, nothing skipped, failed, moved or deleted, every
 // folder mapped as expected.
-func (h *harness) pass(addr, data, label string, cpm, wantCopied, wantFlags, wantDeleted int) run {
+func (h *harness) pass(addr, data, label string, cpm, wantCopied, wantFlags, wantDeleted int, extra ...string) run {
 	b := h.b
 	args := []string{"sync", "--source", "imap+plain://" + h.src.Addr(), "--target", "imap+plain://" + addr,
 		"--mailboxes", h.csv, "--data", data, "--json"}
+	args = append(args, extra...)
 	if cpm > 0 {
 		args = append(args, "--connections-per-mailbox", strconv.Itoa(cpm))
 	}
@@ -1002,22 +1074,27 @@ func (res *results) print(w io.Writer) {
 			}
 			row(link, l, &lim)
 		}
-		for _, cpm := range []int{1, 0, 4} {
-			if r, ok := res.initial[link][cpm]; ok {
+		if r, ok := res.multiLimits[link]; ok {
+			row(link, r, &lim)
+		}
+		for _, v := range []variant{{cpm: 1}, defaults, {cpm: 4}, {single: true}} {
+			if r, ok := res.initial[link][v]; ok {
 				row(link, r, &lim)
 			}
 		}
 	}
 	row(loopback, res.noop, nil)
-	for _, d := range res.deltas {
+	for i, d := range res.deltas {
 		row(loopback, d, nil)
+		row(loopback, res.deltasSingle[i], nil)
 	}
 	row(loopback, res.deltaRaw, nil)
+	row(loopback, res.deltaRawMulti, nil)
 	row(loopback, res.noop2, nil)
 	tw.Flush()
 
 	def := res.initial
-	maxRSS := max(def[loopback][0].rssMB(), def[wan][0].rssMB(), res.noop.rssMB(), res.delta.rssMB())
+	maxRSS := max(def[loopback][defaults].rssMB(), def[wan][defaults].rssMB(), res.noop.rssMB(), res.delta.rssMB())
 	goal := func(ok bool) string {
 		if ok {
 			return "met"
@@ -1027,9 +1104,15 @@ func (res *results) print(w io.Writer) {
 	fmt.Fprintf(w, "\nGoals (issue 2), default settings:\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, link := range []string{loopback, wan} {
-		if r, ok := def[link][0]; ok {
-			ratio := r.ratio(res.limit(link))
-			fmt.Fprintf(tw, "  initial pass ≥ 0.9× the limit, %s\t%.2f×\t%s\n", link, ratio, goal(ratio >= 0.9))
+		for _, v := range []variant{defaults, {single: true}} {
+			if r, ok := def[link][v]; ok {
+				ratio := r.ratio(res.limit(link))
+				how := ""
+				if v.single {
+					how = " (--no-multiappend, as to Office 365)"
+				}
+				fmt.Fprintf(tw, "  initial pass ≥ 0.9× the limit, %s%s\t%.2f×\t%s\n", link, how, ratio, goal(ratio >= 0.9))
+			}
 		}
 	}
 	fmt.Fprintf(tw, "  no-op pass ≤ 0.1 s\t%.3f s wall, %.3f s engine\t%s\n", res.noop.wall.Seconds(), res.noop.engine.Seconds(), goal(res.noop.wall <= 100*time.Millisecond))
@@ -1037,8 +1120,10 @@ func (res *results) print(w io.Writer) {
 	if len(res.deltas) > 1 {
 		which = fmt.Sprintf("delta pass ≤ 0.3 s (median of %d)", len(res.deltas))
 	}
-	fmt.Fprintf(tw, "  %s\t%.3f s wall, %.3f s engine (the target's raw APPENDs alone: %.3f s)\t%s\n", which, res.delta.wall.Seconds(),
-		res.delta.engine.Seconds(), res.deltaRaw.wall.Seconds(), goal(res.delta.wall <= 300*time.Millisecond))
+	fmt.Fprintf(tw, "  %s\t%.3f s wall, %.3f s engine (the target's raw MULTIAPPENDs alone: %.3f s)\t%s\n", which, res.delta.wall.Seconds(),
+		res.delta.engine.Seconds(), res.deltaRawMulti.wall.Seconds(), goal(res.delta.wall <= 300*time.Millisecond))
+	fmt.Fprintf(tw, "  the same with --no-multiappend\t%.3f s wall, %.3f s engine (the target's raw APPENDs alone: %.3f s)\t%s\n", res.deltaSingle.wall.Seconds(),
+		res.deltaSingle.engine.Seconds(), res.deltaRaw.wall.Seconds(), goal(res.deltaSingle.wall <= 300*time.Millisecond))
 	fmt.Fprintf(tw, "  peak RSS ≤ 100 MB\t%.1f MB\t%s\n", maxRSS, goal(maxRSS <= 100))
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -1057,22 +1142,27 @@ func (res *results) reportMetrics(b *testing.B) {
 	m(float64(res.msgs), "msgs")
 	m(float64(res.bytes)/mb, "MB")
 	m(ll.wall.Seconds(), "limit-lo-s")
-	m(lo[0].wall.Seconds(), "lo-s")
-	m(lo[0].msgsPerSec(), "lo-msgs/s")
-	m(lo[0].mbPerSec(), "lo-MB/s")
-	m(lo[0].ratio(ll), "lo-ratio")
-	m(lo[1].ratio(ll), "lo-cpm1-ratio")
-	m(lo[4].ratio(ll), "lo-cpm4-ratio")
-	m(lo[0].rssMB(), "lo-RSS-MB")
+	one, four, single := variant{cpm: 1}, variant{cpm: 4}, variant{single: true}
+	m(lo[defaults].wall.Seconds(), "lo-s")
+	m(lo[defaults].msgsPerSec(), "lo-msgs/s")
+	m(lo[defaults].mbPerSec(), "lo-MB/s")
+	m(lo[defaults].ratio(ll), "lo-ratio")
+	m(lo[one].ratio(ll), "lo-cpm1-ratio")
+	m(lo[four].ratio(ll), "lo-cpm4-ratio")
+	m(lo[single].ratio(ll), "lo-single-ratio")
+	m(lo[defaults].rssMB(), "lo-RSS-MB")
 	m(lw.wall.Seconds(), "limit-wan-s")
-	m(w[0].wall.Seconds(), "wan-s")
-	m(w[0].ratio(lw), "wan-ratio")
-	m(w[1].ratio(lw), "wan-cpm1-ratio")
-	m(w[4].ratio(lw), "wan-cpm4-ratio")
+	m(w[defaults].wall.Seconds(), "wan-s")
+	m(w[defaults].ratio(lw), "wan-ratio")
+	m(w[one].ratio(lw), "wan-cpm1-ratio")
+	m(w[four].ratio(lw), "wan-cpm4-ratio")
+	m(w[single].ratio(lw), "wan-single-ratio")
 	m(res.noop.wall.Seconds(), "noop-s")
 	m(res.noop.engine.Seconds(), "noop-engine-s")
 	m(res.noop.rssMB(), "noop-RSS-MB")
 	m(res.delta.wall.Seconds(), "delta-s")
 	m(res.delta.engine.Seconds(), "delta-engine-s")
+	m(res.deltaSingle.wall.Seconds(), "delta-single-s")
 	m(res.deltaRaw.wall.Seconds(), "delta-raw-s")
+	m(res.deltaRawMulti.wall.Seconds(), "delta-raw-multi-s")
 }

@@ -31,12 +31,12 @@ const imapDateTime = "02-Jan-2006 15:04:05 -0700"
 
 // rawAppend is the limit of a target: a minimal IMAP client that logs in,
 // then writes one CREATE per folder the target lacks and one APPEND per
-// message with a LITERAL+ non-synchronising literal, all back to back on
-// ONE connection without waiting for any reply, while a reader goroutine
-// counts the tagged replies. Message bytes come from the source's Maildir
+// message (or with multi > 0, per multi messages of a folder) with LITERAL+
+// non-synchronising literals, all back to back on ONE connection without
+// waiting for any reply, while a reader goroutine counts the tagged replies. Message bytes come from the source's Maildir
 // files (paths), in appendOrder. It returns when every command has been
 // answered.
-func rawAppend(addr, user, password string, c *corpus, paths map[int]string) (rawStats, error) {
+func rawAppend(addr, user, password string, c *corpus, paths map[int]string, multi int) (rawStats, error) {
 	var creates []string
 	for _, f := range folders {
 		if !f.auto {
@@ -62,7 +62,7 @@ func rawAppend(addr, user, password string, c *corpus, paths map[int]string) (ra
 			return f, nil
 		}})
 	}
-	return rawPipeline(addr, user, password, creates, items)
+	return rawPipeline(addr, user, password, creates, items, multi)
 }
 
 // rawItem is a message for rawPipeline and how to read its bytes.
@@ -75,7 +75,7 @@ type rawItem struct {
 // are built in memory and appended over conns raw pipelines at once (like
 // mailferry's pairs), each taking whole folders, the biggest share first to
 // the least loaded connection. It returns when every reply is in.
-func rawDelta(addr, user, password string, msgs []*message, conns int) (time.Duration, error) {
+func rawDelta(addr, user, password string, msgs []*message, conns, multi int) (time.Duration, error) {
 	byFolder := map[int][]*message{}
 	for _, m := range msgs {
 		byFolder[m.folder] = append(byFolder[m.folder], m)
@@ -102,7 +102,7 @@ func rawDelta(addr, user, password string, msgs []*message, conns int) (time.Dur
 	errs := make(chan error, conns)
 	for _, items := range shares {
 		go func() {
-			st, err := rawPipeline(addr, user, password, nil, items)
+			st, err := rawPipeline(addr, user, password, nil, items, multi)
 			if err == nil && st.ok != st.commands {
 				err = fmt.Errorf("%d OK of %d APPENDs: %q", st.ok, st.commands, st.failures)
 			}
@@ -119,8 +119,9 @@ func rawDelta(addr, user, password string, msgs []*message, conns int) (time.Dur
 }
 
 // rawPipeline logs in on one connection and writes creates as CREATE
-// commands, then items as APPENDs, without waiting for replies.
-func rawPipeline(addr, user, password string, creates []string, items []rawItem) (rawStats, error) {
+// commands, then items as APPENDs, without waiting for replies. With multi
+// > 0, consecutive items of one folder go up to multi to a MULTIAPPEND.
+func rawPipeline(addr, user, password string, creates []string, items []rawItem, multi int) (rawStats, error) {
 	var st rawStats
 	start := time.Now()
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
@@ -157,7 +158,20 @@ func rawPipeline(addr, user, password string, creates []string, items []rawItem)
 		return st, errors.New("the target does not announce LITERAL+ in its greeting or LOGIN reply")
 	}
 
-	st.commands = len(creates) + len(items)
+	// first[i]: item i starts an APPEND command.
+	first := make([]bool, len(items))
+	for i, run := 0, 0; i < len(items); i++ {
+		if multi == 0 || i == 0 || items[i-1].m.folder != items[i].m.folder || run == multi {
+			first[i], run = true, 0
+		}
+		run++
+	}
+	st.commands = len(creates)
+	for _, f := range first {
+		if f {
+			st.commands++
+		}
+	}
 
 	// The reader counts tagged replies until every command has one.
 	done := make(chan error, 1)
@@ -200,17 +214,22 @@ func rawPipeline(addr, user, password string, creates []string, items []rawItem)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(bw, "A%d APPEND %s (%s) \"%s\" {%d+}\r\n", i, quoted(folders[m.folder].wire()),
-				strings.Join(m.flags, " "), m.internal.Format(imapDateTime), m.size)
+			if first[i] {
+				if i > 0 {
+					bw.WriteString("\r\n") // ends the command before
+				}
+				fmt.Fprintf(bw, "A%d APPEND %s", i, quoted(folders[m.folder].wire()))
+			}
+			fmt.Fprintf(bw, " (%s) \"%s\" {%d+}\r\n", strings.Join(m.flags, " "), m.internal.Format(imapDateTime), m.size)
 			n, err := io.CopyN(bw, f, m.size)
 			f.Close()
 			st.bytes += n
 			if err != nil {
 				return fmt.Errorf("sending message %d: %w", m.idx, err)
 			}
-			if _, err := bw.WriteString("\r\n"); err != nil {
-				return err
-			}
+		}
+		if len(items) > 0 {
+			bw.WriteString("\r\n")
 		}
 		return bw.Flush()
 	}
