@@ -81,29 +81,35 @@ func TestTargetUIDValidityChange(t *testing.T) {
 }
 
 // TestDroppedConnections: the source link dies mid-FETCH and the target
-// link mid-APPEND; retries finish the job with nothing lost or doubled.
+// link mid-APPEND (mid-MULTIAPPEND by default); retries finish the job with
+// nothing lost or doubled.
 func TestDroppedConnections(t *testing.T) {
-	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
-	seedN(t, e, "INBOX", 60, 20_000)
-	e.srcFwd.CutAfterDown.Store(500_000)
-	res := e.engine(t, func(o *Options) { o.Retries = 3 }).SyncMailbox(context.Background(), e.mb)
-	if res.Err != nil {
-		t.Fatalf("source cut: %v", res.Err)
-	}
-	e.expectSame(t, map[string]string{"INBOX": "INBOX"})
+	for _, single := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-multiappend=%v", single), func(t *testing.T) {
+			e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+			opts := func(o *Options) { o.Retries, o.NoMultiAppend = 3, single }
+			seedN(t, e, "INBOX", 60, 20_000)
+			e.srcFwd.CutAfterDown.Store(500_000)
+			res := e.engine(t, opts).SyncMailbox(context.Background(), e.mb)
+			if res.Err != nil {
+				t.Fatalf("source cut: %v", res.Err)
+			}
+			e.expectSame(t, map[string]string{"INBOX": "INBOX"})
 
-	seedN(t, e, "INBOX.Sent", 60, 20_000)
-	go func() {
-		for e.tgtFwd.Up.Load() < 1_800_000 {
-			time.Sleep(time.Millisecond)
-		}
-		e.tgtFwd.CutAll()
-	}()
-	res = e.engine(t, func(o *Options) { o.Retries = 3 }).SyncMailbox(context.Background(), e.mb)
-	if res.Err != nil {
-		t.Fatalf("target cut: %v", res.Err)
+			seedN(t, e, "INBOX.Sent", 60, 20_000)
+			go func() {
+				for e.tgtFwd.Up.Load() < 1_800_000 {
+					time.Sleep(time.Millisecond)
+				}
+				e.tgtFwd.CutAll()
+			}()
+			res = e.engine(t, opts).SyncMailbox(context.Background(), e.mb)
+			if res.Err != nil {
+				t.Fatalf("target cut: %v", res.Err)
+			}
+			e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Sent": "Sent Items"})
+		})
 	}
-	e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Sent": "Sent Items"})
 }
 
 // TestKilledProcess kills a syncing process (SIGKILL) at several points of
