@@ -391,11 +391,17 @@ func TestExchangeNotConnected(t *testing.T) {
 }
 
 // TestNoUIDPlusTarget: a target without UIDPLUS gives no APPENDUID or
-// COPYUID; the engine finds what it appended and moved by identity, and
-// later passes copy nothing again.
+// COPYUID; the engine finds what it appended (one APPEND each, or by
+// MULTIAPPEND) and moved by identity, and later passes copy nothing again.
 func TestNoUIDPlusTarget(t *testing.T) {
-	o := exchangetest.Exchange()
-	o.NoUIDPlus = true
+	exchange := exchangetest.Exchange()
+	exchange.NoUIDPlus = true
+	for name, o := range map[string]exchangetest.Options{"exchange": exchange, "multiappend": {NoUIDPlus: true}} {
+		t.Run(name, func(t *testing.T) { testNoUIDPlusTarget(t, o) })
+	}
+}
+
+func testNoUIDPlusTarget(t *testing.T, o exchangetest.Options) {
 	e, f := exchangeEnv(t, o, dovecottest.Options{})
 	c := e.src.Dial(t, user)
 	create(t, c, "INBOX.Projects")
