@@ -1,10 +1,12 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	gosync "sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/mailferry/mailferry/config"
 	"github.com/mailferry/mailferry/internal/dovecottest"
+	"github.com/mailferry/mailferry/internal/netem"
 )
 
 // TestDelta: new messages, flag changes, deletions and moves on the source
@@ -291,4 +294,63 @@ func TestChangesInSeveralFolders(t *testing.T) {
 			t.Errorf("pass after the changes, folder %q: %+v", f.Source, f)
 		}
 	}
+}
+
+// TestDeltaScanOnSpare: once the spare pair has logged in, its source
+// connection scans changed folders from the back of the list while the
+// main one scans from the front. The source is 10 ms of round trip away,
+// so that the spare logs in while the main connection is still scanning.
+func TestDeltaScanOnSpare(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	var names []string
+	for i := range 10 {
+		name := fmt.Sprintf("INBOX.F%02d", i)
+		create(t, c, name)
+		seedN(t, e, name, 2, 1000)
+		names = append(names, name)
+	}
+	far, err := netem.New(e.src.Addr(), 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer far.Close()
+	var mu gosync.Mutex
+	examines := map[int64]int{}
+	far.UpTap = func(conn int64, b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		examines[conn] += bytes.Count(b, []byte(" EXAMINE "))
+	}
+	viaFar := func(o *Options) { o.Source = endpoint(t, far.Addr()) }
+	e.pass(t, viaFar)
+	for _, name := range names {
+		appendMsg(t, c, name, msg{id: name + "-new@x", subject: "new in " + name, date: base, size: 1000})
+	}
+	mu.Lock()
+	clear(examines)
+	mu.Unlock()
+	res := e.pass(t, viaFar)
+	if res.Copied != 10 {
+		t.Fatalf("copied %d, want 10", res.Copied)
+	}
+	mu.Lock()
+	scanners, total := 0, 0
+	for _, n := range examines {
+		if n > 0 {
+			scanners++
+		}
+		total += n
+	}
+	mu.Unlock()
+	// The new messages are small and come whole with the scan: the copy
+	// phase examines nothing, every EXAMINE is a scan's.
+	if scanners != 2 || total != 10 {
+		t.Errorf("EXAMINEs per source connection: %v; want the 10 folders scanned on 2 connections", examines)
+	}
+	want := map[string]string{}
+	for _, name := range names {
+		want[name] = strings.TrimPrefix(name, "INBOX.")
+	}
+	e.expectSame(t, want)
 }

@@ -20,11 +20,14 @@ func TestMultiAppendCommands(t *testing.T) {
 	}{{false, 3}, {true, 160}} {
 		e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
 		var mu gosync.Mutex
-		var up bytes.Buffer
-		e.tgtFwd.UpTap = func(b []byte) {
+		up := map[int64]*bytes.Buffer{} // by connection: pieces of two interleave
+		e.tgtFwd.UpTap = func(conn int64, b []byte) {
 			mu.Lock()
 			defer mu.Unlock()
-			up.Write(b)
+			if up[conn] == nil {
+				up[conn] = &bytes.Buffer{}
+			}
+			up[conn].Write(b)
 		}
 		seedN(t, e, "INBOX", 150, 2000)
 		seedN(t, e, "INBOX.Sent", 10, 2000)
@@ -33,7 +36,10 @@ func TestMultiAppendCommands(t *testing.T) {
 			t.Fatalf("single %v: copied %d", tt.single, res.Copied)
 		}
 		mu.Lock()
-		n := len(appendCmd.FindAllIndex(up.Bytes(), -1))
+		n := 0
+		for _, b := range up {
+			n += len(appendCmd.FindAllIndex(b.Bytes(), -1))
+		}
 		mu.Unlock()
 		if n != tt.want {
 			t.Errorf("single %v: %d APPEND commands, want %d", tt.single, n, tt.want)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	gosync "sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -142,17 +143,13 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 		}
 	}
 	p.connectSpares(min(p.e.opts.ConnectionsPerMailbox, expectedChunks(p.folders)) - 1)
-	// One folder at a time: a server may send unsolicited FETCH replies
-	// for the examined folder (flags changed by the user's mail client),
-	// and go-imap would hand one to any pending FETCH whose UID set
-	// contains its UID, another folder's too.
+	outcomes, err := p.scanDeltas(scannable)
+	if err != nil {
+		return err
+	}
 	var searches []*folderWork
-	for _, w := range scannable {
-		redo, err := p.scanDelta(w)
-		if err != nil {
-			return fmt.Errorf("folder %q: %w", w.plan.Source, err)
-		}
-		switch redo {
+	for i, w := range scannable {
+		switch outcomes[i] {
 		case deltaNeedsSearch:
 			searches = append(searches, w)
 		case deltaNeedsFullScan:
@@ -168,6 +165,79 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 		}
 	}
 	return nil
+}
+
+// scanDeltas delta-scans the folders ws on the main source connection and,
+// once it has logged in, on the spare pair's, which is idle until the copy
+// phase: the main one takes folders from the front (the biggest, INBOX,
+// comes first), the spare from the back. Each connection scans one folder
+// at a time: a server may send unsolicited FETCH replies for the examined
+// folder (flags changed by the user's mail client), and go-imap would hand
+// one to any pending FETCH whose UID set contains its UID, another
+// folder's too.
+func (p *pass) scanDeltas(ws []*folderWork) ([]deltaOutcome, error) {
+	outcomes := make([]deltaOutcome, len(ws))
+	var mu gosync.Mutex
+	front, back := 0, len(ws) // ws[front:back] are left to scan
+	next := func(fromFront bool) (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case front >= back:
+			return 0, false
+		case fromFront:
+			front++
+			return front - 1, true
+		default:
+			back--
+			return back, true
+		}
+	}
+	scan := func(src *conn, fromFront bool) error {
+		for i, ok := next(fromFront); ok; i, ok = next(fromFront) {
+			o, err := p.scanDelta(src, ws[i])
+			if err != nil {
+				mu.Lock()
+				front = back // the other connection stops too
+				mu.Unlock()
+				return fmt.Errorf("folder %q: %w", ws[i].plan.Source, err)
+			}
+			outcomes[i] = o
+		}
+		return nil
+	}
+	done := make(chan struct{})
+	spareErr := make(chan error, 1)
+	if p.spares == nil || len(ws) < 2 {
+		spareErr <- nil
+	} else {
+		go func() {
+			defer func() {
+				if v := recover(); v != nil {
+					spareErr <- fmt.Errorf("internal error in a delta scan: %v", v)
+				}
+			}()
+			var pr copyPair
+			select {
+			case pr = <-p.spares:
+			case <-done:
+				spareErr <- nil
+				return
+			}
+			defer func() { p.spares <- pr }() // for the copy phase
+			if pr.src == nil {
+				spareErr <- nil
+				return
+			}
+			spareErr <- scan(pr.src, false)
+		}()
+	}
+	err := scan(p.src, true)
+	close(done)
+	if serr := <-spareErr; err == nil {
+		err = serr
+	}
+	return outcomes, err
 }
 
 // expectedChunks estimates from the STATUS replies how many chunks the copy
@@ -305,7 +375,7 @@ const (
 // their identity header fields). The two UID ranges are closed and
 // disjoint, so neither FETCH can take the other's replies. The message
 // count tells whether anything was expunged since the last pass.
-func (p *pass) scanDelta(w *folderWork) (deltaOutcome, error) {
+func (p *pass) scanDelta(src *conn, w *folderWork) (deltaOutcome, error) {
 	pv, ss := w.prev, w.srcStatus
 	var changedCmd, addedCmd *imapclient.FetchCommand // nil: nothing to ask
 	defer func() {
@@ -315,9 +385,9 @@ func (p *pass) scanDelta(w *folderWork) (deltaOutcome, error) {
 			}
 		}
 	}()
-	waitSel := p.src.selectAsync(w.plan.Source, true, p.condStore)
+	waitSel := src.selectAsync(w.plan.Source, true, p.condStore)
 	if ss.HighestModSeq != pv.HighestModSeq && pv.UIDNext > 1 {
-		changedCmd = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}},
+		changedCmd = src.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: imap.UID(pv.UIDNext - 1)}},
 			&imap.FetchOptions{UID: true, Flags: true, ChangedSince: pv.HighestModSeq})
 	}
 	var reserved int64 // prefetch budget taken for this folder's new messages
@@ -328,7 +398,7 @@ func (p *pass) scanDelta(w *folderWork) (deltaOutcome, error) {
 			reserved = n * prefetchSize
 			items = &newItemsPrefetch
 		}
-		addedCmd = p.src.Fetch(imap.UIDSet{imap.UIDRange{Start: imap.UID(pv.UIDNext), Stop: ss.UIDNext - 1}}, items)
+		addedCmd = src.Fetch(imap.UIDSet{imap.UIDRange{Start: imap.UID(pv.UIDNext), Stop: ss.UIDNext - 1}}, items)
 	}
 	sel, err := waitSel()
 	if err != nil {

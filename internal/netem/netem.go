@@ -27,8 +27,9 @@ type Forwarder struct {
 	// resets itself to 0.
 	CutAfterDown atomic.Int64
 	// UpTap, if set before the first connection, sees every piece of what
-	// clients send, as it passes.
-	UpTap func([]byte)
+	// clients send, as it passes, with the connection's number (1 for the
+	// first one accepted).
+	UpTap func(conn int64, b []byte)
 
 	mu     sync.Mutex
 	conns  map[net.Conn]bool
@@ -67,10 +68,10 @@ func (f *Forwarder) accept() {
 		if !f.track(c, s) {
 			return
 		}
-		f.Accepted.Add(1)
+		n := f.Accepted.Add(1)
 		f.wg.Add(2)
-		go f.pipe(s, c, &f.Up)
-		go f.pipe(c, s, &f.Down)
+		go f.pipe(s, c, &f.Up, n)
+		go f.pipe(c, s, &f.Down, n)
 	}
 }
 
@@ -91,7 +92,7 @@ func (f *Forwarder) track(cs ...net.Conn) bool {
 
 // pipe copies src to dst, holding each chunk back by the delay without
 // limiting throughput (chunks are in flight together, like on a long link).
-func (f *Forwarder) pipe(dst, src net.Conn, count *atomic.Int64) {
+func (f *Forwarder) pipe(dst, src net.Conn, count *atomic.Int64, conn int64) {
 	defer f.wg.Done()
 	defer dst.Close()
 	defer src.Close()
@@ -121,7 +122,7 @@ func (f *Forwarder) pipe(dst, src net.Conn, count *atomic.Int64) {
 		if n > 0 {
 			total := count.Add(int64(n))
 			if count == &f.Up && f.UpTap != nil {
-				f.UpTap(buf[:n])
+				f.UpTap(conn, buf[:n])
 			}
 			q <- chunk{append([]byte(nil), buf[:n]...), time.Now().Add(f.delay)}
 			if cut := f.CutAfterDown.Load(); cut > 0 && count == &f.Down && total >= cut && f.CutAfterDown.CompareAndSwap(cut, 0) {
