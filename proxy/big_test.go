@@ -58,11 +58,11 @@ func (m *bigMessage) Read(p []byte) (int, error) {
 
 // memPeak samples the heap while a transfer runs.
 type memPeak struct {
-	stop                chan struct{}
-	wg                  sync.WaitGroup
-	mu                  sync.Mutex
-	baseHeap, peakHeap  uint64
-	baseAlloc, endAlloc uint64
+	stop               chan struct{}
+	wg                 sync.WaitGroup
+	mu                 sync.Mutex
+	baseHeap, peakHeap uint64
+	baseAlloc          uint64
 }
 
 func startMemPeak() *memPeak {
