@@ -28,6 +28,7 @@ type literalPlusConn struct {
 	enabled atomic.Bool
 
 	wmu   gosync.Mutex
+	wdone *gosync.Cond  // on wmu: a client command was written whole
 	wscan streamScanner // the client's command stream
 
 	mu          gosync.Mutex
@@ -50,6 +51,7 @@ var continuation = []byte("+ \r\n")
 
 func newLiteralPlusConn(c net.Conn) *literalPlusConn {
 	lc := &literalPlusConn{Conn: c}
+	lc.wdone = gosync.NewCond(&lc.wmu)
 	lc.rscan.lineStart = true
 	lc.wscan.lineStart = true
 	return lc
@@ -87,20 +89,28 @@ func (c *literalPlusConn) Write(p []byte) (int, error) {
 		}
 		c.mu.Unlock()
 	}
-	if _, err := c.Conn.Write(out); err != nil {
+	_, err := c.Conn.Write(out)
+	if c.wscan.atBoundary() || err != nil {
+		c.wdone.Broadcast()
+	}
+	if err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
 // lendWrites hands the write side to a command of our own (raw.go) until
-// release: go-imap's writes wait meanwhile. It fails unless go-imap is
-// between two commands.
+// release, once go-imap is between two commands (another goroutine may be
+// writing one: with LITERAL+ nothing holds it up); go-imap's writes wait
+// meanwhile.
 func (c *literalPlusConn) lendWrites() (release func(), err error) {
 	c.wmu.Lock()
-	if !c.wscan.atBoundary() {
-		c.wmu.Unlock()
-		return nil, errBusy
+	for !c.wscan.atBoundary() {
+		if c.isClosed() {
+			c.wmu.Unlock()
+			return nil, net.ErrClosed
+		}
+		c.wdone.Wait()
 	}
 	return c.wmu.Unlock, nil
 }
@@ -114,6 +124,13 @@ func (c *literalPlusConn) Close() error {
 	for _, fn := range fns {
 		fn()
 	}
+	// A lendWrites waiting for go-imap gives up. Not under wmu here: the
+	// command that holds it may be what closes the connection.
+	go func() {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		c.wdone.Broadcast()
+	}()
 	return c.Conn.Close()
 }
 

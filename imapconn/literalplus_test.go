@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"testing"
 	"time"
 
@@ -171,5 +172,47 @@ func TestLiteralPlusRefusal(t *testing.T) {
 	}
 	if err := c.Noop().Wait(); err != nil {
 		t.Fatalf("connection broken after a refusal: %v", err)
+	}
+}
+
+// TestLendWritesWaitsForCommand: our own command waits until go-imap has
+// written its current command whole, and gives up when the connection
+// closes meanwhile.
+func TestLendWritesWaitsForCommand(t *testing.T) {
+	for _, closeIt := range []bool{false, true} {
+		client, server := net.Pipe()
+		go io.Copy(io.Discard, server)
+		lp := newLiteralPlusConn(client)
+		if _, err := lp.Write([]byte("T1 STORE 1:5 +FLAGS.SILENT (")); err != nil {
+			t.Fatal(err)
+		}
+		lent := make(chan error, 1)
+		go func() {
+			release, err := lp.lendWrites()
+			if err == nil {
+				release()
+			}
+			lent <- err
+		}()
+		select {
+		case err := <-lent:
+			t.Fatalf("lent in the middle of a command: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if closeIt {
+			lp.Close()
+		} else if _, err := lp.Write([]byte("\\Seen)\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-lent:
+			if (err != nil) != closeIt {
+				t.Errorf("closed %v: %v", closeIt, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("closed %v: still waiting", closeIt)
+		}
+		lp.Close()
+		server.Close()
 	}
 }

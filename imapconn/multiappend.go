@@ -53,9 +53,8 @@ func CanMultiAppend(c *imapclient.Client) bool {
 	return r != nil && r.lp.enabled.Load() && c.Caps().Has(imap.CapMultiAppend)
 }
 
-// StartMultiAppend begins a MULTIAPPEND into mailbox on c. Nothing is sent
-// before the first message. It fails when go-imap is in the middle of a
-// command on c.
+// StartMultiAppend begins a MULTIAPPEND into mailbox on c, once go-imap is
+// between two commands on c. Nothing is sent before the first message.
 func StartMultiAppend(c *imapclient.Client, mailbox string) (*MultiAppend, error) {
 	if !CanMultiAppend(c) {
 		return nil, errNotRaw

@@ -194,6 +194,3 @@ func parseUID(s string) (imap.UID, error) {
 }
 
 var errNotRaw = errors.New("connection does not allow commands of mailferry's own")
-
-// errBusy means go-imap was in the middle of a command: a caller bug.
-var errBusy = errors.New("connection busy with another command")
