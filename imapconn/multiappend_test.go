@@ -3,6 +3,8 @@ package imapconn
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -128,12 +130,19 @@ func FuzzParseTaggedReply(f *testing.F) {
 	})
 }
 
-// dialDovecot logs in to a fresh Dovecot as u.
+// dialDovecot logs in to a fresh Dovecot as u, with implicit TLS when
+// opts.TLS is set.
 func dialDovecot(t *testing.T, opts dovecottest.Options) (*dovecottest.Server, *imapclient.Client) {
 	t.Helper()
 	opts.Users = map[string]string{"u": "p"}
 	srv := dovecottest.Start(t, opts)
 	ep, _ := ParseURL(srv.URL(), false)
+	if opts.TLS {
+		ep, _ = ParseURL("imaps://"+srv.TLSAddr(), false)
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(srv.CertPEM())
+		ep.TLSConfig = &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
+	}
 	c, err := Dial(context.Background(), ep, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +195,13 @@ func folderMessages(t *testing.T, c *imapclient.Client, mailbox string) []*imapc
 // their flags and dates, under the UIDs the reply names, while go-imap's
 // own commands go on before and after it on the same connection.
 func TestMultiAppend(t *testing.T) {
-	_, c := dialDovecot(t, dovecottest.Options{})
+	for _, implicitTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", implicitTLS), func(t *testing.T) { testMultiAppend(t, implicitTLS) })
+	}
+}
+
+func testMultiAppend(t *testing.T, implicitTLS bool) {
+	_, c := dialDovecot(t, dovecottest.Options{TLS: implicitTLS})
 	if !CanMultiAppend(c) {
 		t.Fatal("Dovecot offers MULTIAPPEND and LITERAL+, but CanMultiAppend says no")
 	}
