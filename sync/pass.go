@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"go.uber.org/zap"
 
 	"github.com/mailferry/mailferry/config"
@@ -65,11 +66,16 @@ func (p *pass) run() error {
 	p.condStore = p.src.Caps().Has(imap.CapCondStore)
 	p.permFlags = map[string]flagFilter{}
 
-	plans, err := p.planFolders()
+	// The target's separator and folders are asked for at once: their
+	// round trip (a long one to Office 365) passes while the source is
+	// listed.
+	tgtDelim, tgtFolders := p.tgt.List("", "", nil), p.tgt.List("", "*", nil)
+	plans, err := p.planFolders(tgtDelim)
 	if err != nil {
+		tgtFolders.Close()
 		return err
 	}
-	if err := p.prepareTargets(plans); err != nil {
+	if err := p.prepareTargets(plans, tgtFolders); err != nil {
 		return err
 	}
 	if err := p.scanFolders(plans); err != nil {
@@ -141,8 +147,9 @@ func (p *pass) connectPair(ctx context.Context, wait bool) (src, tgt *conn, err 
 	return src, tgt, nil
 }
 
-// planFolders lists the source's personal namespace and maps it.
-func (p *pass) planFolders() ([]FolderPlan, error) {
+// planFolders lists the source's personal namespace and maps it to the
+// target, whose separator tgtDelim (LIST "" "") tells.
+func (p *pass) planFolders(tgtDelim *imapclient.ListCommand) ([]FolderPlan, error) {
 	prefix, delim := "", rune(0)
 	if p.src.Caps().Has(imap.CapNamespace) {
 		ns, err := p.src.Namespace().Wait()
@@ -186,8 +193,7 @@ func (p *pass) planFolders() ([]FolderPlan, error) {
 		folders = append(folders, SourceFolder{Name: l.Mailbox, Delim: l.Delim, Attrs: l.Attrs, Subscribed: sub})
 	}
 
-	// The target's separator, from an empty LIST pattern.
-	tl, err := p.tgt.List("", "", nil).Collect()
+	tl, err := tgtDelim.Collect()
 	if err != nil {
 		return nil, fmt.Errorf("target LIST: %w", err)
 	}
@@ -211,8 +217,8 @@ func (p *pass) planFolders() ([]FolderPlan, error) {
 // prepareTargets creates missing target folders and subscribes them. A name
 // the target already has in another letter case is used as the target
 // spells it (Exchange compares names case-insensitively).
-func (p *pass) prepareTargets(plans []FolderPlan) error {
-	existing, err := p.tgt.List("", "*", nil).Collect()
+func (p *pass) prepareTargets(plans []FolderPlan, tgtFolders *imapclient.ListCommand) error {
+	existing, err := tgtFolders.Collect()
 	if err != nil {
 		return fmt.Errorf("target LIST: %w", err)
 	}
