@@ -112,9 +112,6 @@ func (m *MultiAppend) Append(body io.Reader, size int64, opts *imap.AppendOption
 	return nil
 }
 
-// Len is how many messages were appended.
-func (m *MultiAppend) Len() int { return m.n }
-
 // Close ends the command and gives the connection back to go-imap; it does
 // not wait for the server's reply.
 func (m *MultiAppend) Close() error {
