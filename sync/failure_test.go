@@ -80,6 +80,29 @@ func TestTargetUIDValidityChange(t *testing.T) {
 	e.expectSame(t, map[string]string{"INBOX.Projects": "Projects"})
 }
 
+// TestTargetFolderDeleted: a target folder deleted between two passes (the
+// STATUS asked for it at the start of the pass, before the plan, fails) is
+// created again and filled again, without duplicates.
+func TestTargetFolderDeleted(t *testing.T) {
+	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
+	c := e.src.Dial(t, user)
+	create(t, c, "INBOX.Projects")
+	seedN(t, e, "INBOX.Projects", 4, 1000)
+	seedN(t, e, "INBOX", 2, 1000)
+	e.pass(t)
+
+	if err := e.tgt.Dial(t, user).Delete("Projects").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.pass(t); res.Copied != 4 {
+		t.Fatalf("copied %d after the target folder was deleted, want 4", res.Copied)
+	}
+	e.expectSame(t, map[string]string{"INBOX": "INBOX", "INBOX.Projects": "Projects"})
+	if res := e.pass(t); res.Copied != 0 {
+		t.Fatalf("third pass copied %d", res.Copied)
+	}
+}
+
 // TestDroppedConnections: the source link dies mid-FETCH and the target
 // link mid-APPEND (mid-MULTIAPPEND by default); retries finish the job with
 // nothing lost or doubled.

@@ -29,6 +29,10 @@ type pass struct {
 	conns   []*conn
 	closing bool // closeConns has begun: no new connection joins the pass
 
+	// STATUS commands sent before the plan was known, by folder name
+	// (speculateStatus); scanFolders takes those it needs.
+	specSrc, specTgt map[string]*imapclient.StatusCommand
+
 	// Copy pairs logging in ahead of the copy phase (connectSpares).
 	spares     chan copyPair
 	sparesLeft int
@@ -66,11 +70,14 @@ func (p *pass) run() error {
 	p.condStore = p.src.Caps().Has(imap.CapCondStore)
 	p.permFlags = map[string]flagFilter{}
 
-	// The target's separator and folders are asked for at once: their
-	// round trip (a long one to Office 365) passes while the source is
-	// listed.
-	tgtDelim, tgtFolders := p.tgt.List("", "", nil), p.tgt.List("", "*", nil)
-	plans, err := p.planFolders(tgtDelim)
+	// What the plan needs from both servers, then the status of the
+	// folders as the last pass left them, go out at once: on a pass over
+	// the same folders as the last (nearly every pass) the STATUS round
+	// costs no round trip of its own.
+	q := p.askPlan()
+	tgtFolders := p.tgt.List("", "*", nil)
+	p.speculateStatus()
+	plans, err := p.planFolders(q)
 	if err != nil {
 		tgtFolders.Close()
 		return err
@@ -147,18 +154,19 @@ func (p *pass) connectPair(ctx context.Context, wait bool) (src, tgt *conn, err 
 	return src, tgt, nil
 }
 
-// planFolders lists the source's personal namespace and maps it to the
-// target, whose separator tgtDelim (LIST "" "") tells.
-func (p *pass) planFolders(tgtDelim *imapclient.ListCommand) ([]FolderPlan, error) {
-	prefix, delim := "", rune(0)
+// planQuery is what planFolders asks the servers, sent and not waited for.
+type planQuery struct {
+	ns         *imapclient.NamespaceCommand // nil without NAMESPACE
+	list, lsub *imapclient.ListCommand      // lsub: nil with LIST-EXTENDED
+	tgtDelim   *imapclient.ListCommand      // LIST "" "": the target's separator
+}
+
+// askPlan sends what planFolders needs: the source's NAMESPACE, LIST and
+// LSUB, and the target's separator, in one round trip to each.
+func (p *pass) askPlan() planQuery {
+	var q planQuery
 	if p.src.Caps().Has(imap.CapNamespace) {
-		ns, err := p.src.Namespace().Wait()
-		if err != nil {
-			return nil, fmt.Errorf("source NAMESPACE: %w", err)
-		}
-		if len(ns.Personal) > 0 {
-			prefix, delim = ns.Personal[0].Prefix, ns.Personal[0].Delim
-		}
+		q.ns = p.src.Namespace()
 	}
 	opts := &imap.ListOptions{}
 	listExt := p.src.Caps().Has(imap.CapListExtended)
@@ -168,14 +176,45 @@ func (p *pass) planFolders(tgtDelim *imapclient.ListCommand) ([]FolderPlan, erro
 	if p.src.Caps().Has(imap.CapSpecialUse) {
 		opts.ReturnSpecialUse = true
 	}
-	list, err := p.src.List("", "*", opts).Collect()
+	q.list = p.src.List("", "*", opts)
+	if !listExt {
+		q.lsub = p.src.List("", "*", &imap.ListOptions{SelectSubscribed: true})
+	}
+	q.tgtDelim = p.tgt.List("", "", nil)
+	return q
+}
+
+// close drops the replies not read yet.
+func (q planQuery) close() {
+	for _, c := range []*imapclient.ListCommand{q.list, q.lsub, q.tgtDelim} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// planFolders reads what askPlan asked and maps the source's personal
+// namespace to the target.
+func (p *pass) planFolders(q planQuery) ([]FolderPlan, error) {
+	prefix, delim := "", rune(0)
+	if q.ns != nil {
+		ns, err := q.ns.Wait()
+		if err != nil {
+			q.close()
+			return nil, fmt.Errorf("source NAMESPACE: %w", err)
+		}
+		if len(ns.Personal) > 0 {
+			prefix, delim = ns.Personal[0].Prefix, ns.Personal[0].Delim
+		}
+	}
+	list, err := q.list.Collect()
 	if err != nil {
+		q.close()
 		return nil, fmt.Errorf("source LIST: %w", err)
 	}
 	subscribed := map[string]bool{}
-	if !listExt {
-		lsub, err := p.src.List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
-		if err == nil {
+	if q.lsub != nil {
+		if lsub, err := q.lsub.Collect(); err == nil {
 			for _, l := range lsub {
 				subscribed[l.Mailbox] = true
 			}
@@ -193,7 +232,7 @@ func (p *pass) planFolders(tgtDelim *imapclient.ListCommand) ([]FolderPlan, erro
 		folders = append(folders, SourceFolder{Name: l.Mailbox, Delim: l.Delim, Attrs: l.Attrs, Subscribed: sub})
 	}
 
-	tl, err := tgtDelim.Collect()
+	tl, err := q.tgtDelim.Collect()
 	if err != nil {
 		return nil, fmt.Errorf("target LIST: %w", err)
 	}

@@ -74,7 +74,7 @@ func (e *Engine) Preflight(ctx context.Context, mb config.Mailbox) *PreflightRes
 	if err := p.checkCreate(); err != nil {
 		res.Problems = append(res.Problems, err.Error())
 	}
-	plans, err := p.planFolders(p.tgt.List("", "", nil))
+	plans, err := p.planFolders(p.askPlan())
 	if err != nil {
 		res.Problems = append(res.Problems, err.Error())
 		return res

@@ -101,16 +101,54 @@ func (p *pass) newWork(pl FolderPlan) *folderWork {
 	return w
 }
 
+func (p *pass) srcStatusOptions() *imap.StatusOptions {
+	return &imap.StatusOptions{UIDValidity: true, UIDNext: true, NumMessages: true, HighestModSeq: p.condStore}
+}
+
+var tgtStatusOptions = imap.StatusOptions{UIDValidity: true, UIDNext: true}
+
+// speculateStatus asks both servers for the status of every folder the
+// last pass synced, before the plan is known.
+func (p *pass) speculateStatus() {
+	folders, err := p.e.store.Folders(p.mb.Email)
+	if err != nil || len(folders) == 0 {
+		return
+	}
+	p.specSrc, p.specTgt = map[string]*imapclient.StatusCommand{}, map[string]*imapclient.StatusCommand{}
+	for _, f := range folders {
+		p.specSrc[f.Name] = p.src.Status(f.Name, p.srcStatusOptions())
+		if f.Target != "" {
+			p.specTgt[f.Target] = p.tgt.Status(f.Target, &tgtStatusOptions)
+		}
+	}
+}
+
+// status is the STATUS of a folder on c: the speculative one when it was
+// asked for and answered, else asked now.
+func status(c *conn, spec map[string]*imapclient.StatusCommand, name string, opts *imap.StatusOptions) func() (*imap.StatusData, error) {
+	cmd, ok := spec[name]
+	if !ok {
+		return c.Status(name, opts).Wait
+	}
+	delete(spec, name)
+	return func() (*imap.StatusData, error) {
+		if st, err := cmd.Wait(); err == nil {
+			return st, nil
+		}
+		// The folder was missing then (and has been created since).
+		return c.Status(name, opts).Wait()
+	}
+}
+
 // scanFolders asks both servers for each folder's status in one pipelined
-// round, and scans the folders that changed since the last pass: a delta
-// scan in one round trip each where CONDSTORE allows it, the UID searches
-// for expunged messages together, then the folders that need a full scan.
+// round (or none: see speculateStatus), and scans the folders that changed
+// since the last pass: a delta scan in one round trip each where CONDSTORE
+// allows it, the UID searches for expunged messages together, then the
+// folders that need a full scan.
 func (p *pass) scanFolders(plans []FolderPlan) error {
-	srcOpts := &imap.StatusOptions{UIDValidity: true, UIDNext: true, NumMessages: true, HighestModSeq: p.condStore}
-	tgtOpts := &imap.StatusOptions{UIDValidity: true, UIDNext: true}
 	type pair struct {
 		w        *folderWork
-		src, tgt *imapclient.StatusCommand
+		src, tgt func() (*imap.StatusData, error)
 	}
 	var pairs []pair
 	for _, pl := range plans {
@@ -118,15 +156,15 @@ func (p *pass) scanFolders(plans []FolderPlan) error {
 			continue
 		}
 		w := p.newWork(pl)
-		pairs = append(pairs, pair{w, p.src.Status(pl.Source, srcOpts), p.tgt.Status(pl.Target, tgtOpts)})
+		pairs = append(pairs, pair{w, status(p.src, p.specSrc, pl.Source, p.srcStatusOptions()), status(p.tgt, p.specTgt, pl.Target, &tgtStatusOptions)})
 	}
 	var scannable, full []*folderWork
 	for _, pr := range pairs {
-		ss, err := pr.src.Wait()
+		ss, err := pr.src()
 		if err != nil {
 			return fmt.Errorf("source STATUS %q: %w", pr.w.plan.Source, err)
 		}
-		ts, err := pr.tgt.Wait()
+		ts, err := pr.tgt()
 		if err != nil {
 			return fmt.Errorf("target STATUS %q: %w", pr.w.plan.Target, err)
 		}

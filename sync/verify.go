@@ -83,7 +83,7 @@ func (e *Engine) Verify(ctx context.Context, mb config.Mailbox) (res *VerifyResu
 		res.Err = err
 		return res
 	}
-	plans, err := p.planFolders(p.tgt.List("", "", nil))
+	plans, err := p.planFolders(p.askPlan())
 	if err != nil {
 		res.Err = err
 		return res
