@@ -298,19 +298,21 @@ func TestChangesInSeveralFolders(t *testing.T) {
 
 // TestDeltaScanOnSpare: once the spare pair has logged in, its source
 // connection scans changed folders from the back of the list while the
-// main one scans from the front. The source is 10 ms of round trip away,
-// so that the spare logs in while the main connection is still scanning.
+// main one scans from the front. The source is 20 ms of round trip away
+// and 16 folders changed, so that the spare logs in (three round trips)
+// long before the main connection is through (one round trip a folder).
 func TestDeltaScanOnSpare(t *testing.T) {
 	e := newEnv(t, dovecottest.Options{}, dovecottest.Options{})
 	c := e.src.Dial(t, user)
 	var names []string
-	for i := range 10 {
+	const changed = 16
+	for i := range changed {
 		name := fmt.Sprintf("INBOX.F%02d", i)
 		create(t, c, name)
 		seedN(t, e, name, 2, 1000)
 		names = append(names, name)
 	}
-	far, err := netem.New(e.src.Addr(), 5*time.Millisecond)
+	far, err := netem.New(e.src.Addr(), 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,8 +333,8 @@ func TestDeltaScanOnSpare(t *testing.T) {
 	clear(examines)
 	mu.Unlock()
 	res := e.pass(t, viaFar)
-	if res.Copied != 10 {
-		t.Fatalf("copied %d, want 10", res.Copied)
+	if res.Copied != changed {
+		t.Fatalf("copied %d, want %d", res.Copied, changed)
 	}
 	mu.Lock()
 	scanners, total := 0, 0
@@ -345,8 +347,8 @@ func TestDeltaScanOnSpare(t *testing.T) {
 	mu.Unlock()
 	// The new messages are small and come whole with the scan: the copy
 	// phase examines nothing, every EXAMINE is a scan's.
-	if scanners != 2 || total != 10 {
-		t.Errorf("EXAMINEs per source connection: %v; want the 10 folders scanned on 2 connections", examines)
+	if scanners != 2 || total != changed {
+		t.Errorf("EXAMINEs per source connection: %v; want the %d folders scanned on 2 connections", examines, changed)
 	}
 	want := map[string]string{}
 	for _, name := range names {
