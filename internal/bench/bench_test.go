@@ -56,7 +56,9 @@
 //     4, and with --no-multiappend, on loopback and with the target behind a
 //     netem forwarder adding 12 ms each way (24 ms round trip), each against
 //     the raw limit over the same kind of link; every initial pass gets a
-//     fresh empty target.
+//     fresh empty target. After the default one over the WAN link, a no-op
+//     pass over that link: what a pass costs in round trips to a distant
+//     target when nothing changed.
 //
 // It prints a table to stdout and reports the main figures as benchmark
 // metrics. MB is 10^6 bytes throughout.
@@ -168,6 +170,7 @@ type results struct {
 	multiLimits map[string]run
 	initial     map[string]map[variant]run // by link, then settings
 	noop        run
+	noopWAN     run   // a no-op pass with the target over the WAN link
 	deltas      []run // every delta pass with MULTIAPPEND, in order
 	delta       run   // the median of deltas by wall time
 	// deltasSingle and deltaSingle are the same with --no-multiappend.
@@ -323,7 +326,17 @@ func runScenario(b *testing.B) *results {
 	res.limits[loopback] = append(res.limits[loopback], h.limitRun(loopback, 0))
 	res.multiLimits[loopback] = h.limitRun(loopback, rawMulti)
 	res.limits[wan] = append(res.limits[wan], h.limitRun(wan, 0))
-	for _, v := range []variant{defaults, {cpm: 1}, {cpm: 4}, {single: true}} {
+	tgtW, dataW, r := h.initialRun(wan, defaults, true)
+	res.initial[wan][defaults] = r
+	// What a pass costs when nothing changed and every round trip to the
+	// target is long, as to Office 365.
+	addr, closeLink := h.link(tgtW, wan)
+	h.logf("no-op pass over the WAN link")
+	res.noopWAN = h.pass(addr, dataW, "no-op pass", 0, 0, 0, 0)
+	closeLink()
+	h.dispose(tgtW)
+	os.RemoveAll(dataW)
+	for _, v := range []variant{{cpm: 1}, {cpm: 4}, {single: true}} {
 		_, _, res.initial[wan][v] = h.initialRun(wan, v, false)
 	}
 	res.limits[wan] = append(res.limits[wan], h.limitRun(wan, 0))
@@ -1082,6 +1095,9 @@ func (res *results) print(w io.Writer) {
 				row(link, r, &lim)
 			}
 		}
+		if link == wan && res.noopWAN.wall > 0 {
+			row(link, res.noopWAN, nil)
+		}
 	}
 	row(loopback, res.noop, nil)
 	for i, d := range res.deltas {
@@ -1160,6 +1176,7 @@ func (res *results) reportMetrics(b *testing.B) {
 	m(res.noop.wall.Seconds(), "noop-s")
 	m(res.noop.engine.Seconds(), "noop-engine-s")
 	m(res.noop.rssMB(), "noop-RSS-MB")
+	m(res.noopWAN.wall.Seconds(), "noop-wan-s")
 	m(res.delta.wall.Seconds(), "delta-s")
 	m(res.delta.engine.Seconds(), "delta-engine-s")
 	m(res.deltaSingle.wall.Seconds(), "delta-single-s")
