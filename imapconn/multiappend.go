@@ -49,22 +49,30 @@ type MultiAppendData struct {
 // Dial (implicit TLS or no TLS) whose server offers MULTIAPPEND and
 // LITERAL+.
 func CanMultiAppend(c *imapclient.Client) bool {
+	_, err := multiAppendConn(c)
+	return err == nil
+}
+
+func multiAppendConn(c *imapclient.Client) (*rawConn, error) {
 	r := rawOf(c)
-	return r != nil && r.lp.enabled.Load() && c.Caps().Has(imap.CapMultiAppend)
+	if r == nil || !r.lp.enabled.Load() || !c.Caps().Has(imap.CapMultiAppend) {
+		return nil, errNotRaw
+	}
+	return r, nil
 }
 
 // StartMultiAppend begins a MULTIAPPEND into mailbox on c, once go-imap is
 // between two commands on c. Nothing is sent before the first message.
 func StartMultiAppend(c *imapclient.Client, mailbox string) (*MultiAppend, error) {
-	if !CanMultiAppend(c) {
-		return nil, errNotRaw
+	r, err := multiAppendConn(c)
+	if err != nil {
+		return nil, err
 	}
-	r := rawOf(c)
 	release, err := r.lp.lendWrites()
 	if err != nil {
 		return nil, err
 	}
-	m := &MultiAppend{raw: r, name: mailbox, mailbox: quoteString(EncodeMUTF7(mailbox)), release: release}
+	m := &MultiAppend{raw: r, name: mailbox, mailbox: Quote(EncodeMUTF7(mailbox)), release: release}
 	m.bw = bufio.NewWriterSize(deadlineWriter{r.tc}, 64<<10)
 	return m, nil
 }
@@ -175,9 +183,9 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 	return w.c.Write(p)
 }
 
-// quoteString makes s (7-bit, no CR or LF: a name in modified UTF-7) an
-// IMAP quoted string.
-func quoteString(s string) string {
+// Quote makes s an IMAP quoted string; s must be 7-bit without CR or LF
+// (a mailbox name in modified UTF-7, say).
+func Quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 

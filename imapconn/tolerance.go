@@ -126,8 +126,7 @@ func isTimeout(err error) bool {
 }
 
 // flushEvents reports the changes made so far and hands on the replies to
-// imapconn's own commands; once the stream has ended, their waiters learn
-// why.
+// imapconn's own commands (Read tells their waiters when the stream ends).
 func (c *toleranceConn) flushEvents() {
 	for _, ev := range c.f.events {
 		if c.report != nil {
@@ -139,9 +138,6 @@ func (c *toleranceConn) flushEvents() {
 		c.raw.deliver(line)
 	}
 	c.f.replies = c.f.replies[:0]
-	if c.err != nil {
-		c.raw.fail(c.err)
-	}
 }
 
 const (

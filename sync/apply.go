@@ -590,7 +590,7 @@ type flagRecord struct {
 	m *store.Message
 }
 
-// recordFlags records flags applied by applyFlags. A crash before it only
+// recordFlags records flags applied by applyChanges. A crash before it only
 // makes the next pass apply the same flags again.
 func (p *pass) recordFlags(recs []flagRecord) error {
 	for start := 0; start < len(recs); start += commitBatch {

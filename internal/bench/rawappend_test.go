@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mailferry/mailferry/imapconn"
 )
 
 // rawStats is what one raw pipelined upload did.
@@ -137,7 +139,7 @@ func rawPipeline(addr, user, password string, creates []string, items []rawItem,
 	if !strings.HasPrefix(greeting, "* OK") {
 		return st, fmt.Errorf("greeting %q", greeting)
 	}
-	if _, err := fmt.Fprintf(conn, "L LOGIN %s %s\r\n", quoted(user), quoted(password)); err != nil {
+	if _, err := fmt.Fprintf(conn, "L LOGIN %s %s\r\n", imapconn.Quote(user), imapconn.Quote(password)); err != nil {
 		return st, err
 	}
 	caps := greeting
@@ -206,7 +208,7 @@ func rawPipeline(addr, user, password string, creates []string, items []rawItem,
 	write := func() error {
 		bw := bufio.NewWriterSize(conn, 256<<10)
 		for i, name := range creates {
-			fmt.Fprintf(bw, "C%d CREATE %s\r\n", i, quoted(name))
+			fmt.Fprintf(bw, "C%d CREATE %s\r\n", i, imapconn.Quote(name))
 		}
 		for i, it := range items {
 			m := it.m
@@ -218,7 +220,7 @@ func rawPipeline(addr, user, password string, creates []string, items []rawItem,
 				if i > 0 {
 					bw.WriteString("\r\n") // ends the command before
 				}
-				fmt.Fprintf(bw, "A%d APPEND %s", i, quoted(folders[m.folder].wire()))
+				fmt.Fprintf(bw, "A%d APPEND %s", i, imapconn.Quote(folders[m.folder].wire()))
 			}
 			fmt.Fprintf(bw, " (%s) \"%s\" {%d+}\r\n", strings.Join(m.flags, " "), m.internal.Format(imapDateTime), m.size)
 			n, err := io.CopyN(bw, f, m.size)
@@ -245,10 +247,4 @@ func rawPipeline(addr, user, password string, creates []string, items []rawItem,
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 	fmt.Fprintf(conn, "Z LOGOUT\r\n")
 	return st, nil
-}
-
-// quoted is an IMAP quoted string (the names and passwords here need no
-// escapes beyond these).
-func quoted(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }

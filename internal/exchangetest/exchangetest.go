@@ -490,7 +490,7 @@ func (f *Filter) names(user string, cmd command, line []byte) (string, []byte) {
 		if canon, _ := f.resolve(user, b.name); canon != b.name {
 			f.logf("%s %s: %q is %q on the server", cmd.tag, cmd.name, b.name, canon)
 			f.stats.Renamed++
-			out = append(append(append([]byte(nil), out[:b.start]...), quote(imapconn.EncodeMUTF7(canon))...), out[b.end:]...)
+			out = append(append(append([]byte(nil), out[:b.start]...), imapconn.Quote(imapconn.EncodeMUTF7(canon))...), out[b.end:]...)
 		}
 	}
 	switch cmd.name {
@@ -793,11 +793,6 @@ func splitArgs(s string, n int) []arg {
 		i = a.end
 	}
 	return out
-}
-
-// quote makes s an IMAP quoted string.
-func quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // saslUser finds the user (and password) in an initial response of PLAIN
